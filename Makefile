@@ -1,0 +1,30 @@
+# Two commands a user needs: `make repro` (the whole pipeline on params.yaml) and `make test`.
+# Both create .venv with Python 3.11 and the pinned dependencies on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Stage commands in dvc.yaml call `python`: the venv must come first on PATH for them.
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: install repro test bench clean-venv
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+repro: install
+	dvc repro
+
+test: install
+	python -m pytest
+
+bench: install
+	python bench/train_throughput.py
+	python bench/generate_throughput.py
+
+clean-venv:
+	rm -rf $(VENV)
