@@ -74,3 +74,28 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def tiny_documents(n: int = 6) -> list[dict]:
+    """Distinct little 'plays': each repeats its own marker so a leak across the split would show."""
+    docs = []
+    for i in range(n):
+        speech = f"PLAYER{i}:\nThis is play number {i}, and it speaks its own lines.\n\n"
+        docs.append({"name": f"Play {i}", "source": "test", "text": (TINY_TEXT + speech) * 3})
+    return docs
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenized_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """data/tokenized-style DatasetDict for the tiny model: block_size 32, documents split by name."""
+    from transformers import AutoTokenizer
+
+    from transferlm.params import TokenizeParams
+    from transferlm.tokenize import Document, build_splits
+
+    out = tmp_path_factory.mktemp("tiny-tokenized") / "tokenized"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    docs = [Document(**d) for d in tiny_documents()]
+    splits, _ = build_splits(docs, tokenizer, TokenizeParams(block_size=32, val_fraction=0.34, seed=0))
+    splits.save_to_disk(str(out))
+    return out

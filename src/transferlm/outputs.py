@@ -53,10 +53,15 @@ def staged_outputs(*finals: str | Path) -> Iterator[list[Path]]:
         os.replace(tmp, final)
 
 
+def dump_json(path: str | Path, data: Any) -> None:
+    """Write JSON in the project's format (use inside staged_outputs, or write_json for one file)."""
+    Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
 def write_json(path: str | Path, data: Any) -> None:
     """Write JSON atomically (a temp file renamed over the target)."""
     with staged_outputs(path) as (tmp,):
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        dump_json(tmp, data)
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -139,10 +139,12 @@ class TrainParams:
 
 @dataclass(frozen=True)
 class ScratchParams:
+    optimizer: str = "adamw"
     lr: float = 6e-4
     warmup_steps: int = 10
 
     def validate(self) -> None:
+        _one_of(self.optimizer, OPTIMIZERS, "scratch.optimizer")
         _check(0.0 < self.lr < 10.0, "scratch.lr", "must be in (0, 10)")
         _check(self.warmup_steps >= 0, "scratch.warmup_steps", "must be >= 0")
 

@@ -1,0 +1,201 @@
+"""Held-out perplexity of the three models and automatic measures of their samples.
+
+Perplexity is exp of the mean token NLL over every predicted token of the validation blocks (the sum of
+per-token losses over the token count, not a mean of per-batch means). The sample measures are cheap
+proxies for what a reader notices: lexical variety (distinct-n), loops (repetition rate), length, and
+verbatim copying from the training split (copy rate).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from datasets import Dataset, DatasetDict, load_from_disk
+from tqdm import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from transferlm.errors import InputError
+from transferlm.generate import MODELS
+
+log = logging.getLogger(__name__)
+
+SAMPLE_KEYS = ("model", "prompt", "sample", "seed", "text", "new_tokens")
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+def load_tokenized(path: str | Path) -> DatasetDict:
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"{path}: tokenized dataset not found")
+    data = load_from_disk(str(path))
+    if not isinstance(data, DatasetDict) or not {"train", "validation"} <= set(data):
+        raise InputError(f"{path}: expected a DatasetDict with splits 'train' and 'validation'")
+    for split in ("train", "validation"):
+        if "input_ids" not in data[split].column_names:
+            raise InputError(f"{path}: split {split!r} has no column 'input_ids'")
+    return data
+
+
+def token_blocks(split: Dataset, indices: np.ndarray | None = None) -> np.ndarray:
+    """The split's rows (or the given ones) as an int64 array [blocks, block_size]."""
+    rows = split.with_format("numpy")
+    ids = np.asarray(rows[:]["input_ids"] if indices is None else rows[indices.tolist()]["input_ids"])
+    if len(ids) and (ids.ndim != 2 or ids.dtype == object):
+        raise InputError("data/tokenized: rows of input_ids differ in length; expected fixed-size blocks")
+    return ids.astype(np.int64)
+
+
+def validation_blocks(data: DatasetDict, eval_blocks: int, seed: int) -> torch.Tensor:
+    """The whole validation split (eval_blocks = 0) or a fixed, seeded subset of eval_blocks rows."""
+    split = data["validation"]
+    if len(split) == 0:
+        raise InputError("data/tokenized: the validation split is empty")
+    if eval_blocks == 0 or eval_blocks >= len(split):
+        return torch.from_numpy(token_blocks(split))
+    chosen = np.sort(np.random.default_rng(seed).choice(len(split), size=eval_blocks, replace=False))
+    return torch.from_numpy(token_blocks(split, chosen))
+
+
+def read_samples(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: samples file not found (run the generate stage)")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise InputError(f"{path}: line {number} is not valid JSON") from None
+        missing = [key for key in SAMPLE_KEYS if key not in row]
+        if missing:
+            raise InputError(f"{path}: line {number} lacks {', '.join(missing)}")
+        if row["model"] not in MODELS:
+            raise InputError(f"{path}: line {number}: unknown model {row['model']!r}; expected {', '.join(MODELS)}")
+        rows.append(row)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ perplexity
+
+
+@torch.inference_mode()
+def mean_loss(model: PreTrainedModel, blocks: torch.Tensor, batch_size: int) -> tuple[float, int]:
+    """Mean next-token NLL over all predicted tokens of `blocks` [n, block_size], and that token count."""
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for start in tqdm(range(0, len(blocks), batch_size), desc="perplexity", unit="batch", leave=False):
+        ids = blocks[start : start + batch_size].to(device)
+        logits = model(input_ids=ids).logits.float()
+        targets = ids[:, 1:]
+        total += F.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten(), reduction="sum").item()
+        count += targets.numel()
+    return total / count, count
+
+
+def perplexity_entry(loss: float, tokens: int) -> dict:
+    return {"loss": loss, "perplexity": math.exp(loss), "tokens": tokens}
+
+
+# --------------------------------------------------------------------------------------- sample measures
+
+
+def _ngrams(items: list, n: int) -> list[tuple]:
+    return [tuple(items[i : i + n]) for i in range(len(items) - n + 1)]
+
+
+def distinct_n(texts: list[str], n: int) -> float:
+    """Unique word n-grams / all word n-grams, lower-cased, pooled over the texts (n-grams stay in a text)."""
+    grams = [gram for text in texts for gram in _ngrams(text.lower().split(), n)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def repetition_rate(texts: list[str], n: int = 4) -> float:
+    """Per text, the share of word n-grams already seen earlier in that text; averaged over the texts.
+
+    Texts too short to hold one n-gram say nothing about looping and are left out of the average.
+    """
+    rates = []
+    for text in texts:
+        grams = _ngrams(text.lower().split(), n)
+        if not grams:
+            continue
+        seen: set[tuple] = set()
+        repeats = 0
+        for gram in grams:
+            repeats += gram in seen
+            seen.add(gram)
+        rates.append(repeats / len(grams))
+    return sum(rates) / len(rates) if rates else 0.0
+
+
+# An odd 64-bit multiplier for the polynomial rolling hash; numpy's uint64 arithmetic wraps mod 2**64.
+_HASH_BASE = np.uint64(0x9E3779B97F4A7C15)
+
+
+def ngram_hashes(ids: np.ndarray, n: int) -> np.ndarray:
+    """64-bit hashes of every length-n window along the last axis of `ids` (flattened).
+
+    Rows are hashed separately, so with 2-D input no n-gram crosses a block boundary.
+    """
+    ids = np.asarray(ids, dtype=np.int64).astype(np.uint64)
+    windows = ids.shape[-1] - n + 1
+    if windows <= 0:
+        return np.empty(0, dtype=np.uint64)
+    hashes = np.zeros(ids.shape[:-1] + (windows,), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for offset in range(n):
+            hashes = hashes * _HASH_BASE + ids[..., offset : offset + windows]
+    return hashes.reshape(-1)
+
+
+def train_ngram_hashes(data: DatasetDict, n: int) -> np.ndarray:
+    """Sorted unique hashes of the training split's token n-grams."""
+    hashes = np.unique(ngram_hashes(token_blocks(data["train"]), n))
+    log.info("training split: %d distinct %d-grams", len(hashes), n)
+    return hashes
+
+
+def copy_rate(token_lists: list[list[int]], train_hashes: np.ndarray, n: int) -> float:
+    """Share of the samples' token n-grams that occur in the training split, pooled over the samples."""
+    found = total = 0
+    for tokens in token_lists:
+        hashes = ngram_hashes(np.asarray(tokens, dtype=np.int64), n)
+        found += int(np.isin(hashes, train_hashes).sum())
+        total += len(hashes)
+    return found / total if total else 0.0
+
+
+def sample_measures(
+    rows: list[dict], tokenizer: PreTrainedTokenizerBase, train_hashes: np.ndarray, copy_ngram: int
+) -> dict:
+    """The automatic measures over one model's samples (rows of samples.jsonl)."""
+    texts = [row["text"] for row in rows]
+    tokens = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+    return {
+        "distinct_1": distinct_n(texts, 1),
+        "distinct_2": distinct_n(texts, 2),
+        "repetition_rate": repetition_rate(texts),
+        "mean_new_tokens": sum(row["new_tokens"] for row in rows) / len(rows) if rows else 0.0,
+        "copy_rate": copy_rate(tokens, train_hashes, copy_ngram),
+    }
+
+
+def samples_by_model(rows: list[dict]) -> dict[str, list[dict]]:
+    """Rows grouped per model, in MODELS order."""
+    grouped: dict[str, list[dict]] = {}
+    for name in MODELS:
+        model_rows = [row for row in rows if row["model"] == name]
+        if model_rows:
+            grouped[name] = model_rows
+    return grouped

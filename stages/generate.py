@@ -1,0 +1,60 @@
+"""Sample from the base, fine-tuned and from-scratch models side by side; or print one prompt's completion.
+
+    python stages/generate.py                                   # pipeline: reports/samples.{jsonl,md}
+    python stages/generate.py --prompt "HAMLET:" --model models/finetuned [--max-new-tokens N --seed S]
+"""
+
+import dataclasses
+from pathlib import Path
+
+import typer
+
+from transferlm.cli import run_stage
+from transferlm.generate import (
+    MODEL_DIRS,
+    check_model_dir,
+    generate_batch,
+    generate_samples,
+    load_model,
+    samples_jsonl,
+    samples_markdown,
+)
+from transferlm.outputs import staged_outputs
+from transferlm.params import load_params
+
+SAMPLES_JSONL = Path("reports/samples.jsonl")
+SAMPLES_MD = Path("reports/samples.md")
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def main(
+    params_file: Path = typer.Option(Path("params.yaml"), "--params"),
+    prompt: str = typer.Option(None, help="Print one completion of this prompt; writes no pipeline output."),
+    model: Path = typer.Option(MODEL_DIRS["finetuned"], help="Model directory for --prompt."),
+    max_new_tokens: int = typer.Option(None, min=1, help="For --prompt; default generate.max_new_tokens."),
+    seed: int = typer.Option(None, help="For --prompt; default generate.seed (= sample 0 of the pipeline)."),
+) -> None:
+    settings = load_params(params_file).generate
+    if prompt is not None:
+        settings = dataclasses.replace(
+            settings,
+            max_new_tokens=max_new_tokens or settings.max_new_tokens,
+            seed=settings.seed if seed is None else seed,
+        )
+        lm, tokenizer = load_model(model)
+        (completion,) = generate_batch(lm, tokenizer, [prompt], [settings.seed], settings)
+        print(prompt + completion.text)
+        return
+
+    for path in MODEL_DIRS.values():  # fail before loading anything
+        check_model_dir(path)
+    rows = [row for name, path in MODEL_DIRS.items() for row in generate_samples(name, path, settings)]
+    with staged_outputs(SAMPLES_JSONL, SAMPLES_MD) as (jsonl_tmp, md_tmp):
+        jsonl_tmp.write_text(samples_jsonl(rows), encoding="utf-8")
+        md_tmp.write_text(samples_markdown(rows, settings), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    run_stage(app)

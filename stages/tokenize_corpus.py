@@ -1,0 +1,41 @@
+"""tokenize stage: data/clean -> data/tokenized (train/validation blocks) + metrics/tokenize.json.
+
+(Named tokenize_corpus.py, not tokenize.py: a script's folder comes first on sys.path, and a file
+called tokenize.py would shadow the standard library module that Python itself imports.)
+"""
+
+from pathlib import Path
+
+import typer
+
+from transferlm.cli import run_stage
+from transferlm.outputs import dump_json, staged_outputs
+from transferlm.params import load_params
+from transferlm.tokenize import build_splits, check_block_size, read_documents
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def main(
+    params_file: Path = typer.Option(Path("params.yaml"), "--params"),
+    documents: Path = typer.Option(Path("data/clean/documents.jsonl")),
+    model_dir: Path = typer.Option(Path("models/base")),
+    out_dir: Path = typer.Option(Path("data/tokenized")),
+    metrics_file: Path = typer.Option(Path("metrics/tokenize.json")),
+) -> None:
+    params = load_params(params_file).tokenize
+    check_block_size(params.block_size, model_dir)
+    docs = read_documents(documents)
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    splits, stats = build_splits(docs, tokenizer, params)
+    with staged_outputs(out_dir, metrics_file) as (tmp_dir, tmp_metrics):
+        splits.save_to_disk(str(tmp_dir))
+        dump_json(tmp_metrics, stats)
+
+
+if __name__ == "__main__":
+    run_stage(app)
