@@ -13,7 +13,7 @@ import torch
 import yaml
 from conftest import TINY_TEXT
 from datasets import Dataset, DatasetDict
-from test_generate import REPO, make_workspace, run_script
+from test_generate import make_workspace, run_script
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from transferlm.evaluate import (
@@ -34,14 +34,17 @@ BLOCK = 16
 
 def build_tokenized(path, tokenizer) -> DatasetDict:
     """data/tokenized as the tokenize stage writes it: fixed-size blocks of the tiny corpus."""
+
     def blocks(text: str) -> list[list[int]]:
         ids = tokenizer(text)["input_ids"]
         return [ids[i : i + BLOCK] for i in range(0, len(ids) - BLOCK + 1, BLOCK)]
 
     train, validation = TINY_TEXT.split("OPHELIA:")
     data = DatasetDict(
-        {"train": Dataset.from_dict({"input_ids": blocks(train * 3)}),
-         "validation": Dataset.from_dict({"input_ids": blocks("OPHELIA:" + validation * 2)})}
+        {
+            "train": Dataset.from_dict({"input_ids": blocks(train * 3)}),
+            "validation": Dataset.from_dict({"input_ids": blocks("OPHELIA:" + validation * 2)}),
+        }
     )
     data.save_to_disk(str(path))
     return load_tokenized(path)
@@ -149,8 +152,8 @@ def test_stage_run_and_score(tiny_model_dir, tmp_path, tokenizer):
         entry = metrics["perplexity"][name]
         assert entry["tokens"] == 3 * (BLOCK - 1)
         assert entry["perplexity"] == pytest.approx(math.exp(entry["loss"]))
-        assert set(metrics["samples"][name]) == {"distinct_1", "distinct_2", "repetition_rate", "mean_new_tokens",
-                                                 "copy_rate"}
+        measures = {"distinct_1", "distinct_2", "repetition_rate", "mean_new_tokens", "copy_rate"}
+        assert set(metrics["samples"][name]) == measures
     assert metrics["perplexity"]["base"] == metrics["perplexity"]["scratch"]  # same tiny weights in all three
 
     with open(tmp_path / "data" / "review_key.csv", newline="") as f:

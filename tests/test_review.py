@@ -11,11 +11,10 @@ from transferlm.errors import InputError
 from transferlm.review import KEY_COLUMNS, SHEET_COLUMNS, build_review, score_sheet, to_csv, write_review
 
 MODELS = ("base", "finetuned", "scratch")
+KEYS = [(model, prompt, i) for model in MODELS for prompt in ("HAMLET:\n", "ROMEO:\n") for i in range(2)]
 SAMPLES = [
-    {"model": model, "prompt": prompt, "sample": i, "seed": 1 + i, "text": f"Line {n} <b>& so</b> forth", "new_tokens": 5}
-    for n, (model, prompt, i) in enumerate(
-        (model, prompt, i) for model in MODELS for prompt in ("HAMLET:\n", "ROMEO:\n") for i in range(2)
-    )
+    {"model": model, "prompt": prompt, "sample": i, "seed": 1 + i, "text": f"Line {n} <b>& so</b>", "new_tokens": 5}
+    for n, (model, prompt, i) in enumerate(KEYS)
 ]
 
 
@@ -109,5 +108,6 @@ def test_score_command_bad_rating_is_one_line(tmp_path):
     sheet_path.write_text(to_csv(sheet, SHEET_COLUMNS))
     result = run_script("evaluate.py", "score", str(sheet_path), "--key", str(key_path), cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stderr.strip() == f"error: {sheet_path}: row S002: style rating 'great' is not a whole number from 1 to 5"
+    message = f"{sheet_path}: row S002: style rating 'great' is not a whole number from 1 to 5"
+    assert result.stderr.strip() == f"error: {message}"
     assert not (tmp_path / "metrics").exists()

@@ -74,7 +74,7 @@ def load_gguf(path: Path):
         config = AutoConfig.from_pretrained(folder, gguf_file=name)
         quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"{path}: not a GGUF checkpoint transformers can read ({_first_line(exc)})") from None
+        raise InputError(f"model.base: {path}: not a GGUF checkpoint transformers can read ({_first_line(exc)})") from None
     # A model loaded from GGUF carries a quantizer and refuses save_pretrained, although its weights are
     # already plain fp32 tensors: move them into a fresh model built from the same config.
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
@@ -85,7 +85,7 @@ def load_gguf(path: Path):
 def load_local_dir(path: Path):
     if not (path / "config.json").is_file():
         raise InputError(f"model.base: {path}: not a Hugging Face model directory (no config.json)")
-    return _load_pretrained(str(path), f"model.base: {path}")
+    return _load_pretrained(str(path), f"model.base: {path}: cannot load the model")
 
 
 def load_hub(model_id: str):

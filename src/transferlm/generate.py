@@ -129,7 +129,9 @@ def generate_batch(
         processors.append(TopPLogitsWarper(settings.top_p))
     processors.append(RowSampler(seeds, model.device))
     with torch.inference_mode():
-        output = model.generate(**inputs, generation_config=config, logits_processor=LogitsProcessorList(processors))
+        output = model.generate(
+            **inputs, generation_config=config, logits_processor=LogitsProcessorList(processors)
+        )
     completions = []
     for row in output[:, inputs["input_ids"].shape[1] :].tolist():
         cut = next((i for i, token in enumerate(row) if token in stop_ids), len(row))

