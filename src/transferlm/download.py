@@ -114,11 +114,16 @@ def _stream(url: str, out, *, timeout_s: float, max_bytes: int) -> None:
         raise InputError(f"{url}: download failed ({_root_cause(exc)})") from None
 
 
+def first_line(exc: BaseException) -> str:
+    """A library exception's message cut to one line, for an InputError's "(reason)"."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def _root_cause(exc: BaseException) -> str:
     """The innermost reason of a requests/urllib3 error chain, e.g. '[Errno 111] Connection refused'."""
     while exc.__cause__ is not None or exc.__context__ is not None:
         exc = exc.__cause__ or exc.__context__
-    return (str(exc).splitlines() or [type(exc).__name__])[0]
+    return first_line(exc)
 
 
 def pip_download_wheel(requirement: str, sha256: str, timeout_s: float) -> Path:

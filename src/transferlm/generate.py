@@ -30,6 +30,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
+from transferlm.device import pick_device
 from transferlm.errors import InputError
 from transferlm.params import GenerateParams
 
@@ -37,10 +38,6 @@ log = logging.getLogger(__name__)
 
 MODELS = ("base", "finetuned", "scratch")
 MODEL_DIRS = {name: Path("models") / name for name in MODELS}
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def pick_dtype(device: torch.device) -> torch.dtype:
