@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tiny import save_tiny_model
+from tiny import setup_tiny_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -35,8 +35,7 @@ def _copy_repo(dest: Path) -> None:
 def repo(tmp_path_factory):
     repo = tmp_path_factory.mktemp("pipeline")
     _copy_repo(repo)
-    save_tiny_model(repo / "models-tiny")
-    shutil.copy(repo / "tests/tiny_params.yaml", repo / "params.yaml")
+    setup_tiny_pipeline(repo)
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
@@ -88,7 +87,7 @@ def test_second_repro_changes_nothing(repo):
 def test_changing_a_clean_rule_invalidates_clean_but_not_fetch(repo):
     path, run, _ = repo
     params = yaml.safe_load((path / "params.yaml").read_text())
-    params["clean"]["dedupe"] = False
+    params["clean"]["script_layout"] = False
     (path / "params.yaml").write_text(yaml.safe_dump(params))
     try:
         status = json.loads(run("dvc", "status", "--json").stdout)

@@ -2,7 +2,8 @@
 
 They stand in for the real base model in unit tests and in the end-to-end `dvc repro` test: same
 classes, same save layout (config.json + model.safetensors + tokenizer.json), ~30k parameters.
-`python tests/tiny.py DIR` saves the model and tokenizer to DIR (used by CI's pipeline run).
+`python tests/tiny.py setup` saves the tiny model to models-tiny/ and overlays tests/tiny_params.yaml on
+params.yaml (used by the end-to-end test and by CI's pipeline run).
 """
 
 from __future__ import annotations
@@ -82,5 +83,22 @@ def save_tiny_model(out: Path) -> Path:
     return out
 
 
-if __name__ == "__main__":
-    save_tiny_model(Path(sys.argv[1]))
+def overlay_params(params_file: Path, overlay_file: Path) -> None:
+    """Deep-merge the tiny overlay into params.yaml, so every key DVC tracks still exists."""
+    import yaml
+
+    def merge(base: dict, over: dict) -> dict:
+        return {**base, **{k: merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+                           for k, v in over.items()}}
+
+    params = merge(yaml.safe_load(params_file.read_text()), yaml.safe_load(overlay_file.read_text()))
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def setup_tiny_pipeline(repo: Path) -> None:
+    save_tiny_model(repo / "models-tiny")
+    overlay_params(repo / "params.yaml", repo / "tests/tiny_params.yaml")
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["setup"]:
+    setup_tiny_pipeline(Path.cwd())

@@ -6,6 +6,7 @@ import torch
 
 from transferlm.errors import ParamError
 from transferlm.params import OPTIMIZERS
+from transferlm.speed import LEVERS
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -22,12 +23,14 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 def build_optimizer(name: str, model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     groups = _param_groups(model, weight_decay)
-    # foreach=True: one multi-tensor kernel per step instead of one per parameter (measured in bench/).
+    # Adam(W): torch's fused kernel, one pass over each tensor; the others: foreach=True, one multi-tensor
+    # kernel per step instead of one per parameter (both measured in bench/README.md).
+    adam_kernel = {"fused": True} if LEVERS.fused_optimizer else {"foreach": True}
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), foreach=True)
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), **adam_kernel)
     if name == "adam":
         # Plain Adam has no decoupled decay; its weight_decay is L2 in the gradient, as torch defines it.
-        return torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.95), foreach=True)
+        return torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.95), **adam_kernel)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=0.9, foreach=True)
     if name == "rmsprop":
