@@ -11,7 +11,8 @@ import typer
 from transferlm.cli import run_stage
 from transferlm.outputs import dump_json, staged_outputs
 from transferlm.params import load_params
-from transferlm.tokenize import build_splits, check_block_size, read_documents
+from transferlm.clean import read_documents
+from transferlm.tokenize import build_splits, check_block_size
 
 app = typer.Typer(add_completion=False)
 

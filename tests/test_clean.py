@@ -170,3 +170,13 @@ def test_stage_missing_manifest_is_a_one_line_error_and_writes_nothing(tmp_path)
     assert proc.stderr.strip().startswith("error: data/raw/manifest.json")
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (project / "data/clean").exists() and not (project / "metrics").exists()
+
+
+def test_stage_with_every_document_dropped_is_a_one_line_error(tmp_path):
+    project = _fake_project(tmp_path, {"tiny": "Hi.", "also-tiny": "Ho."})
+    proc = _run_stage(project)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: data/raw: no document left after cleaning (all dropped; see clean.min_chars)"
+    )
+    assert not (project / "data/clean").exists() and not (project / "metrics").exists()

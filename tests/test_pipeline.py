@@ -16,6 +16,8 @@ import yaml
 
 from tiny import setup_tiny_pipeline
 
+pytestmark = pytest.mark.slow  # about a minute: many stage processes, each importing torch
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 STAGES = ["fetch", "clean", "tokenize", "train", "scratch", "sweep_summary", "generate", "evaluate", "report"]

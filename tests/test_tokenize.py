@@ -11,7 +11,8 @@ from transformers import AutoTokenizer
 from conftest import tiny_documents
 from transferlm.errors import InputError, ParamError
 from transferlm.params import TokenizeParams
-from transferlm.tokenize import Document, build_splits, check_block_size, pack_blocks, split_by_document
+from transferlm.clean import Document
+from transferlm.tokenize import build_splits, check_block_size, pack_blocks, split_by_document
 
 ROOT = Path(__file__).resolve().parents[1]
 

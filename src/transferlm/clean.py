@@ -267,3 +267,22 @@ def write_documents(path: Path, docs: list[Document]) -> None:
         for doc in docs:
             record = {"name": doc.name, "source": doc.source, "text": doc.text}
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def read_documents(path: Path) -> list[Document]:
+    """Read data/clean/documents.jsonl (written by write_documents)."""
+    if not path.is_file():
+        raise InputError(f"{path}: not found (run the clean stage first)")
+    docs = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                docs.append(Document(row["name"], row.get("source", ""), row["text"]))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise InputError(f"{path}:{lineno}: not a {{name, text}} JSON line") from None
+    if not docs:
+        raise InputError(f"{path}: no documents (the corpus is empty after cleaning)")
+    return docs

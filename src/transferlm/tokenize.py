@@ -11,41 +11,15 @@ import json
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from transferlm.clean import Document
 from transferlm.errors import InputError, ParamError
 from transferlm.params import TokenizeParams
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Document:
-    name: str
-    source: str
-    text: str
-
-
-def read_documents(path: Path) -> list[Document]:
-    """Read data/clean/documents.jsonl."""
-    if not path.is_file():
-        raise InputError(f"{path}: not found (run the clean stage first)")
-    docs = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                docs.append(Document(row["name"], row.get("source", ""), row["text"]))
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise InputError(f"{path}:{lineno}: not a {{name, text}} JSON line") from None
-    if not docs:
-        raise InputError(f"{path}: no documents (the corpus is empty after cleaning)")
-    return docs
 
 
 def split_by_document(n_docs: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:

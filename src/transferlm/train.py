@@ -31,6 +31,7 @@ from transferlm.device import autocast, pick_device, resolve_precision
 from transferlm.errors import InputError, TransferLMError
 from transferlm.optim import build_optimizer, flops_per_token
 from transferlm.params import TrainParams
+from transferlm.speed import LEVERS, CausalLMLoss, keep_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -139,16 +140,15 @@ def validation_loss(model, blocks: torch.Tensor, batch_size: int, device, precis
     """Mean next-token loss over every predicted token of `blocks`."""
     was_training = model.training
     model.eval()
+    loss_of = CausalLMLoss(model, fused=LEVERS.fused_loss)
     total, count = 0.0, 0
     for start in range(0, len(blocks), batch_size):
         batch = blocks[start : start + batch_size].to(device)
         with autocast(device, precision):
-            logits = model(input_ids=batch).logits
-        loss = torch.nn.functional.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), batch[:, 1:].flatten(), reduction="sum"
-        )
-        total += loss.item()
-        count += batch[:, 1:].numel()
+            loss = loss_of(batch)
+        tokens = batch[:, 1:].numel()
+        total += loss.item() * tokens
+        count += tokens
     model.train(was_training)
     return total / count
 
@@ -200,6 +200,8 @@ def run_training(
 
     device = pick_device()
     precision = resolve_precision(cfg.precision, device)
+    if device.type == "cpu" and LEVERS.keep_freed_memory and keep_freed_memory():
+        log.debug("malloc keeps freed memory for reuse (see transferlm.speed)")
     accelerator = Accelerator(
         cpu=device.type == "cpu",
         gradient_accumulation_steps=cfg.grad_accum,
@@ -228,14 +230,16 @@ def run_training(
         num_warmup_steps=cfg.warmup_steps,
         num_training_steps=cfg.max_steps,
     )
-    model, optimizer = accelerator.prepare(model, optimizer)
+    # The loss wrapper is what gets prepared, so that DDP wraps the whole loss computation.
+    loss_model, optimizer = accelerator.prepare(CausalLMLoss(model, fused=LEVERS.fused_loss), optimizer)
     accelerator.register_for_checkpointing(scheduler)
 
     world = accelerator.num_processes
     global_batch = cfg.batch_size * cfg.grad_accum * world
     tokens_per_step = global_batch * block_size
     fingerprint = params_fingerprint(
-        cfg, data_dir, base_dir, {"diverge_factor": diverge_factor, "world": world}
+        cfg, data_dir, base_dir,
+        {"diverge_factor": diverge_factor, "world": world, "levers": dataclasses.asdict(LEVERS)},
     )
 
     curves = Curves()
@@ -277,13 +281,13 @@ def run_training(
             # This process's share of micro-batch `micro`: contiguous slices, rank-major.
             offset = (micro * world + accelerator.process_index) * cfg.batch_size
             batch = train_blocks[indices[offset : offset + cfg.batch_size]].to(device)
-            with accelerator.accumulate(model):
+            with accelerator.accumulate(loss_model):
                 with autocast(device, precision):
-                    loss = model(input_ids=batch, labels=batch).loss
+                    loss = loss_model(batch)
                 accelerator.backward(loss)
                 step_loss += loss.detach() / cfg.grad_accum
                 if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    accelerator.clip_grad_norm_(loss_model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
         scheduler.step()
@@ -341,7 +345,7 @@ def run_training(
         "diverged": diverged,
     }
     accelerator.wait_for_everyone()
-    model = accelerator.unwrap_model(model)
+    model = accelerator.unwrap_model(loss_model).model
     if cfg.method == "lora":
         model = model.merge_and_unload()  # a plain model that loads without peft
     model.config.use_cache = True
