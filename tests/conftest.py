@@ -21,7 +21,7 @@ def tiny_tokenized_dir(tmp_path_factory, tiny_model_dir) -> Path:
     from transformers import AutoTokenizer
 
     from transferlm.params import TokenizeParams
-    from transferlm.clean import Document
+    from transferlm.corpus import Document
     from transferlm.tokenize import build_splits
 
     out = tmp_path_factory.mktemp("tiny-tokenized") / "tokenized"

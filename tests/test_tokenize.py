@@ -11,7 +11,7 @@ from transformers import AutoTokenizer
 from conftest import tiny_documents
 from transferlm.errors import InputError, ParamError
 from transferlm.params import TokenizeParams
-from transferlm.clean import Document
+from transferlm.corpus import Document
 from transferlm.tokenize import build_splits, check_block_size, pack_blocks, split_by_document
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,23 +28,16 @@ import logging
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
+from transferlm.corpus import Document
 from transferlm.errors import InputError
 from transferlm.params import CleanParams
 from transferlm.script_layout import to_canonical_layout
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Document:
-    name: str
-    source: str
-    text: str
 
 
 # --- control_chars -----------------------------------------------------------------------------

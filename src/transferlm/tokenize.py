@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from transferlm.clean import Document
+from transferlm.corpus import Document
 from transferlm.errors import InputError, ParamError
 from transferlm.params import TokenizeParams
 
