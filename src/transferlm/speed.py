@@ -1,31 +1,37 @@
 """What makes the training step fast, each lever switchable so bench/train_throughput.py can weigh it.
 
-The levers, all on by default (figures in bench/README.md):
+The levers, all on by default (measured figures in bench/README.md):
 
 - fused_loss: the causal-LM loss without the full logits. SmolLM2's head turns every hidden state into
   49,152 logits: 50M per batch of 8 x 128. The stock path keeps them in bf16, copies them to fp32,
-  takes log_softmax, and in backward builds fp32 and bf16 gradients of the same size: about 0.7 GB of
-  fresh memory per step, each byte page-faulted in, then read and written several times. Here the head's
-  forward and backward run together, one chunk of tokens at a time: a chunk's logits, their softmax and
-  the gradient of the mean loss with respect to them, written straight into one bf16 buffer. Two matmuls
-  then give the gradients of the hidden states and of the head's weight. Same FLOPs, same precision
-  (bf16 matmuls, fp32 softmax), a fraction of the memory traffic.
+  takes log_softmax, and in backward builds fp32 and bf16 gradients of the same size: about 0.7 GB.
+  Here the head's forward and backward run together, one chunk of tokens at a time: a chunk's logits,
+  their softmax and the gradient of the loss with respect to them, written straight into one bf16
+  buffer (0.1 GB). Two matmuls then give the gradients of the hidden states and of the head's weight.
+  Same FLOPs, same precision (bf16 matmuls, fp32 softmax); it lowers peak memory, not step time.
 - fused_optimizer: torch's fused Adam/AdamW kernel (one pass over each tensor) instead of foreach.
-- keep_freed_memory: glibc hands freed blocks above 128 kB-32 MB back to the OS and page-faults them in
-  again on the next step; on CPU that was a large share of the step. Telling malloc to keep them makes
-  the second step onwards fault-free. Peak memory is unchanged: it is what the step needs at its peak.
+- short_attention: on CPU with short blocks, causal attention as a few batched matmuls that recompute
+  the softmax in backward. torch's CPU flash-attention kernel (what "sdpa" picks) took a fifth of the
+  step at 128 tokens, mostly in backward. transformers' "eager" attention is as fast but keeps every
+  layer's [batch, heads, T, T] probabilities for backward (+0.4 GB here); this keeps none of them.
+- keep_freed_memory: glibc serves large blocks (128 kB, rising to 32 MB) with mmap, returns them to the
+  OS when freed and page-faults them in again on the next step (0.4M faults per step here). Telling
+  malloc to keep them makes the step fault-free; peak memory stays what the step needs at its peak.
+- compile: torch.compile each decoder layer (the layers share one compiled graph, so it compiles once).
+  Inductor fuses the norms, rotary embedding and activations and saves fewer intermediates for backward.
+  Compiling costs about 12 s on this 2-core CPU (2-3 s with inductor's on-disk cache warm), so it is
+  used only for runs whose training FLOPs make that worth it (COMPILE_MIN_FLOPS: the default 150-step
+  fine-tune qualifies; the 10-step sweep runs and the tests do not).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
+import shutil
 from dataclasses import dataclass
 
 import torch
-
-log = logging.getLogger(__name__)
 
 CHUNK_TOKENS = 256  # tokens per chunk of the fused loss: its fp32 logits are 256 x vocab x 4 B (50 MB)
 
@@ -34,41 +40,30 @@ CHUNK_TOKENS = 256  # tokens per chunk of the fused loss: its fp32 logits are 25
 class Levers:
     fused_loss: bool = True
     fused_optimizer: bool = True
+    short_attention: bool = True
     keep_freed_memory: bool = True
+    compile: bool = True
 
 
-# The training code reads these; only bench/train_throughput.py changes them, to measure each one off.
+# The training code reads these; bench/train_throughput.py switches them off one at a time (mutate
+# this object; do not rebind the name, other modules hold it).
 LEVERS = Levers()
-
-
-# ------------------------------------------------------------------------------------------- memory
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (glibc malloc.h)
-
-
-def keep_freed_memory() -> bool:
-    """Make glibc malloc reuse freed memory instead of returning it to the OS (CPU training only).
-
-    Returns False where this is not glibc (then nothing changes).
-    """
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
-    # Serve every allocation up to 1 GiB from the heap, and never trim the heap's free top back.
-    return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))
-
-
-# --------------------------------------------------------------------------------------------- loss
+COMPILE_MIN_FLOPS = 5e13  # training FLOPs below which compiling costs more time than it saves
 
 
 def _compute_dtype(device: torch.device, fallback: torch.dtype) -> torch.dtype:
+    """The dtype autocast would run a matmul in here (the custom functions below turn autocast off)."""
     if torch.is_autocast_enabled(device.type):
         return torch.get_autocast_dtype(device.type)
     return fallback
+
+
+def _causal_lm(model):
+    """The transformers *ForCausalLM inside a peft wrapper, or the model itself."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+# --------------------------------------------------------------------------------------------- loss
 
 
 class _FusedLinearCrossEntropy(torch.autograd.Function):
@@ -84,13 +79,11 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
             stop = min(start + chunk, n)
             rows = torch.arange(stop - start, device=hidden.device)
             target = targets[start:stop]
-            logits = (h[start:stop] @ w.T).float()
-            lse = torch.logsumexp(logits, dim=-1)
-            total += (lse - logits[rows, target]).sum()
-            # d(mean loss)/d(logits) = (softmax - onehot) / n, built in place over the fp32 logits.
-            probs = logits.sub_(lse[:, None]).exp_()
-            probs[rows, target] -= 1.0
-            grad_logits[start:stop] = probs.mul_(1.0 / n)
+            logp = torch.log_softmax(h[start:stop] @ w.T, dim=-1, dtype=torch.float32)
+            total -= logp[rows, target].sum()
+            # d(summed loss)/d(logits) = softmax - onehot, stored in the matmul dtype; 1/n comes in backward.
+            grad = torch.exp(logp, out=grad_logits[start:stop])
+            grad[rows, target] -= 1.0
         ctx.save_for_backward(grad_logits, h, w)
         ctx.dtypes = (hidden.dtype, weight.dtype)
         return total / n
@@ -99,11 +92,12 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_output):
         grad_logits, h, w = ctx.saved_tensors
         hidden_dtype, weight_dtype = ctx.dtypes
+        scale = grad_output / len(h)
         grad_hidden = grad_weight = None
         if ctx.needs_input_grad[0]:
-            grad_hidden = (grad_logits @ w).to(hidden_dtype) * grad_output
+            grad_hidden = (grad_logits @ w).to(hidden_dtype).mul_(scale)
         if ctx.needs_input_grad[1]:
-            grad_weight = (grad_logits.T @ h).to(weight_dtype) * grad_output
+            grad_weight = (grad_logits.T @ h).to(weight_dtype).mul_(scale)
         return grad_hidden, grad_weight, None, None, None
 
 
@@ -123,13 +117,9 @@ def fused_linear_cross_entropy(
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         for start in range(0, len(h), chunk):
             logits = (h[start : start + chunk] @ w.T).float()
-            total += torch.nn.functional.cross_entropy(logits, targets[start : start + chunk], reduction="sum")
+            target = targets[start : start + chunk]
+            total += torch.nn.functional.cross_entropy(logits, target, reduction="sum")
         return total / len(h)
-
-
-def _causal_lm(model):
-    """The transformers *ForCausalLM inside a peft wrapper, or the model itself."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def fused_loss_applies(model) -> bool:
@@ -137,7 +127,8 @@ def fused_loss_applies(model) -> bool:
     lm = _causal_lm(model)
     head = lm.get_output_embeddings() if hasattr(lm, "get_output_embeddings") else None
     config = getattr(lm, "config", None)
-    scaled = any(getattr(config, key, None) not in (None, 1.0) for key in ("final_logit_softcapping", "logit_scale"))
+    scaled = any(getattr(config, key, None) not in (None, 1.0)
+                 for key in ("final_logit_softcapping", "logit_scale"))
     return (
         type(head) is torch.nn.Linear
         and head.bias is None
@@ -166,3 +157,160 @@ class CausalLMLoss(torch.nn.Module):
         return fused_linear_cross_entropy(
             hidden[:, :-1].flatten(0, 1), lm.get_output_embeddings().weight, input_ids[:, 1:].flatten()
         )
+
+
+# --------------------------------------------------------------------------------------- attention
+
+SHORT_ATTENTION = "transferlm_short"
+SHORT_ATTENTION_MAX_TOKENS = 256  # measured at 128 tokens; longer blocks keep "sdpa" (not measured here)
+
+
+class _ShortCausalAttention(torch.autograd.Function):
+    """softmax(q k^T * scale, causal) v with grouped key/value heads, for short sequences.
+
+    Query heads sharing a key/value head are stacked along the rows ([B, kv_heads, groups*T, D]), so
+    each product is one batched matmul and keys/values are never repeated. Backward keeps only q, k and
+    v and recomputes the probabilities (one more small matmul), so no [.., T, T] tensor outlives a layer.
+    """
+
+    @staticmethod
+    def _probs(q, k, scale: float) -> torch.Tensor:
+        groups_t, t = q.shape[2], k.shape[2]
+        # Row r of a group is query position r % t: it sees keys 0..r % t.
+        positions = torch.arange(t, device=q.device)
+        future = positions[None, :] > positions.repeat(groups_t // t)[:, None]
+        scores = (q @ k.transpose(-1, -2)).float().masked_fill_(future, float("-inf"))
+        return torch.softmax(scores.mul_(scale), dim=-1)
+
+    @staticmethod
+    def forward(ctx, q, k, v, scale: float, dtype: torch.dtype):
+        batch, heads, t, dim = q.shape
+        kv_heads = k.shape[1]
+        q = q.to(dtype).reshape(batch, kv_heads, heads // kv_heads * t, dim)
+        k, v = k.to(dtype), v.to(dtype)
+        out = _ShortCausalAttention._probs(q, k, scale).to(dtype) @ v
+        ctx.save_for_backward(q, k, v)
+        ctx.scale, ctx.heads = scale, heads
+        return out.view(batch, heads, t, dim).transpose(1, 2)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k, v = ctx.saved_tensors
+        batch, kv_heads, rows, dim = q.shape
+        t = k.shape[2]
+        grad_out = grad_out.transpose(1, 2).to(q.dtype).reshape(batch, kv_heads, rows, dim)
+        probs = _ShortCausalAttention._probs(q, k, ctx.scale)
+        grad_v = probs.to(q.dtype).transpose(-1, -2) @ grad_out
+        grad_probs = (grad_out @ v.transpose(-1, -2)).float()
+        # softmax backward: dS = P * (dP - rowsum(P * dP)), times the score scale.
+        delta = (probs * grad_probs).sum(dim=-1, keepdim=True)
+        grad_scores = grad_probs.sub_(delta).mul_(probs).mul_(ctx.scale).to(q.dtype)
+        grad_q = (grad_scores @ k).view(batch, ctx.heads, t, dim)
+        grad_k = grad_scores.transpose(-1, -2) @ q
+        return grad_q, grad_k, grad_v, None, None
+
+
+def short_attention_forward(module, query, key, value, attention_mask, dropout: float = 0.0,
+                            scaling: float | None = None, **kwargs):
+    """A transformers attention function (see AttentionInterface) for unpadded causal training blocks.
+
+    Anything else (a padding mask, dropout, a sliding window, a KV cache's unequal lengths, soft-capping)
+    goes to transformers' "sdpa" function, which shares this name's mask format.
+    """
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    plain = (
+        attention_mask is None
+        and dropout == 0.0
+        and getattr(module, "is_causal", True)
+        and query.shape[2] == key.shape[2]
+        and query.shape[1] % key.shape[1] == 0
+        and kwargs.get("sliding_window") is None
+        and kwargs.get("softcap") is None
+    )
+    if not plain:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, **kwargs)
+    scale = query.shape[-1] ** -0.5 if scaling is None else scaling
+    dtype = _compute_dtype(query.device, query.dtype)
+    with torch.autocast(query.device.type, enabled=False):
+        return _ShortCausalAttention.apply(query, key, value, scale, dtype), None
+
+
+def _register_short_attention() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    AttentionInterface.register(SHORT_ATTENTION, short_attention_forward)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(SHORT_ATTENTION, sdpa_mask)
+
+
+def attention_implementation(device: torch.device, block_size: int, default: str) -> str:
+    """The transformers attn_implementation to train with on this device and block size."""
+    if LEVERS.short_attention and device.type == "cpu" and block_size <= SHORT_ATTENTION_MAX_TOKENS:
+        _register_short_attention()
+        return SHORT_ATTENTION
+    return default
+
+
+# ------------------------------------------------------------------------------------------ compile
+
+
+def should_compile(device: torch.device, training_flops: float) -> bool:
+    """Compile when the lever is on, the run is long enough, and inductor has what it needs here."""
+    if not LEVERS.compile or training_flops < COMPILE_MIN_FLOPS:
+        return False
+    if device.type == "cpu":
+        from torch._inductor import config
+
+        return shutil.which(config.cpp.cxx[-1] or "g++") is not None  # inductor builds C++ kernels
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        return has_triton()
+    return False
+
+
+def compile_decoder_layers(model) -> list[torch.nn.Module]:
+    """torch.compile the forward of every decoder layer; returns the layers ([] where none are found).
+
+    Each compiled forward is bound to its own layer: call `uncompile` before copying or saving the model.
+    """
+    layers = getattr(_causal_lm(model).get_decoder(), "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList):
+        return []
+    for layer in layers:
+        layer.forward = torch.compile(layer.forward, dynamic=False)
+    return list(layers)
+
+
+def uncompile(layers: list[torch.nn.Module]) -> None:
+    """Undo compile_decoder_layers, so the returned model runs (and is merged, saved) as it came."""
+    for layer in layers:
+        del layer.forward  # the instance attribute; the class's forward shows through again
+
+
+def eager_mode():
+    """Run compiled modules uncompiled inside this context (validation: no second compile for no_grad)."""
+    return torch.compiler.set_stance("force_eager")
+
+
+# ------------------------------------------------------------------------------------------- memory
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (glibc malloc.h)
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc malloc reuse freed memory instead of returning it to the OS (CPU training only).
+
+    Returns False where this is not glibc (then nothing changes).
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    # Serve every allocation up to 1 GiB from the heap, and never trim the heap's free top back.
+    return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))

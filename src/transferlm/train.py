@@ -1,8 +1,8 @@
 """One training run: fine-tune (or train from scratch) a causal LM on packed blocks.
 
 A short loop over `accelerate` rather than transformers' `Trainer`: bench/train_throughput.py measures
-the Trainer at well under half of this loop's tokens/s on CPU (see README, Performance), and this loop
-needs things the Trainer makes awkward — a deterministic batch order that a checkpoint can resume from
+the Trainer at about half (bf16) and a quarter (fp32) of this loop's tokens/s on CPU, thanks to the
+levers in transferlm.speed (figures in bench/README.md), and this loop needs things the Trainer makes awkward — a deterministic batch order that a checkpoint can resume from
 by step number alone, loss curves against tokens and FLOPs, and early stopping of diverged sweep runs.
 `accelerate` still does what it does well: device placement, DDP under `accelerate launch`/`torchrun`,
 gradient accumulation, and saving/restoring model, optimizer and RNG state.
@@ -31,7 +31,16 @@ from transferlm.device import autocast, pick_device, resolve_precision
 from transferlm.errors import InputError, TransferLMError
 from transferlm.optim import build_optimizer, flops_per_token
 from transferlm.params import TrainParams
-from transferlm.speed import LEVERS, CausalLMLoss, keep_freed_memory
+from transferlm.speed import (
+    LEVERS,
+    CausalLMLoss,
+    attention_implementation,
+    compile_decoder_layers,
+    eager_mode,
+    keep_freed_memory,
+    should_compile,
+    uncompile,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +153,7 @@ def validation_loss(model, blocks: torch.Tensor, batch_size: int, device, precis
     total, count = 0.0, 0
     for start in range(0, len(blocks), batch_size):
         batch = blocks[start : start + batch_size].to(device)
-        with autocast(device, precision):
+        with autocast(device, precision), eager_mode():  # compiled layers: no extra no_grad compile
             loss = loss_of(batch)
         tokens = batch[:, 1:].numel()
         total += loss.item() * tokens
@@ -216,6 +225,8 @@ def run_training(
     block_size = train_blocks.shape[1]
 
     model = load_model(base_dir, cfg.init, cfg.seed)
+    saved_attention = model.config._attn_implementation
+    model.set_attn_implementation(attention_implementation(device, block_size, saved_attention))
     n_params = sum(p.numel() for p in model.parameters())
     if cfg.method == "lora":
         model = apply_lora(model, cfg)
@@ -237,6 +248,8 @@ def run_training(
     world = accelerator.num_processes
     global_batch = cfg.batch_size * cfg.grad_accum * world
     tokens_per_step = global_batch * block_size
+    run_flops = cfg.max_steps * tokens_per_step * flops_token
+    compiled = compile_decoder_layers(model) if should_compile(device, run_flops) else []
     fingerprint = params_fingerprint(
         cfg, data_dir, base_dir,
         {"diverge_factor": diverge_factor, "world": world, "levers": dataclasses.asdict(LEVERS)},
@@ -261,9 +274,9 @@ def run_training(
         log.info("%s: validation loss before training %.4f", run_name, initial)
 
     log.info(
-        "%s: %s init, %s, %s lr %.3g, %d steps x %d tokens, %s on %s, %d/%d parameters trainable",
+        "%s: %s init, %s, %s lr %.3g, %d steps x %d tokens, %s on %s%s, %d/%d parameters trainable",
         run_name, cfg.init, cfg.method, cfg.optimizer, cfg.lr, cfg.max_steps, tokens_per_step,
-        precision, device, n_trainable, n_params,
+        precision, device, " (compiled layers)" if compiled else "", n_trainable, n_params,
     )
     model.train()
     diverged = False
@@ -346,9 +359,11 @@ def run_training(
     }
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(loss_model).model
+    uncompile(compiled)
     if cfg.method == "lora":
         model = model.merge_and_unload()  # a plain model that loads without peft
     model.config.use_cache = True
+    model.set_attn_implementation(saved_attention)  # the choice above was for training speed only
     return model, RunResult(metrics=metrics, curves=curves)
 
 

@@ -1,0 +1,343 @@
+"""Training throughput: Hugging Face Trainer baselines against this project's training loop, side by side.
+
+    python bench/train_throughput.py [--base models/base] [--data data/tokenized] [--batch-size 8]
+
+Each variant runs in a fresh subprocess (so its peak RSS is its own): warm-up steps, then timed steps,
+timed from the end of the last warm-up step to the end of the last timed step (data loading included).
+
+  trainer_fp32  transformers.Trainer as run_clm.py sets it up on CPU: fp32, its default AdamW, use_cpu
+  trainer_bf16  the same with bf16=True
+  transferlm    this project's run_training with its defaults (the real code, timed from its curves)
+  ...           the same with one speed lever off, in fp32, or with LoRA (see VARIANTS)
+
+It also measures the machine's matmul peak (square bf16/fp32 matmuls of 2048 and 4096, the best of
+several) and reports MFU = tokens/s x model FLOPs per token / bf16 peak, with FLOPs per token
+= 6N + 12*L*d*T (transferlm.optim.flops_per_token). On CPU, the transferlm variants compile their
+decoder layers as the pipeline's 150-step run would (warmup_seconds shows that one-off cost).
+Results: a table on stdout and metrics/bench_train.json. Without --data (or if it does not exist) the
+blocks are random token ids from the model's vocabulary (seeded): speed does not depend on the text.
+Runs on CUDA when present (MFU against that GPU's measured peak).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# name -> how the child runs it. "levers_off" names transferlm.speed.Levers fields switched off.
+VARIANTS: dict[str, dict] = {
+    "trainer_fp32": {"kind": "trainer", "bf16": False},
+    "trainer_bf16": {"kind": "trainer", "bf16": True},
+    "transferlm": {"kind": "transferlm"},
+    "transferlm_fp32": {"kind": "transferlm", "precision": "fp32"},
+    "no_keep_freed_memory": {"kind": "transferlm", "levers_off": ["keep_freed_memory"]},
+    "no_short_attention": {"kind": "transferlm", "levers_off": ["short_attention"]},
+    "no_fused_optimizer": {"kind": "transferlm", "levers_off": ["fused_optimizer"]},
+    "no_fused_loss": {"kind": "transferlm", "levers_off": ["fused_loss"]},
+    "no_compile": {"kind": "transferlm", "levers_off": ["compile"]},
+    "all_levers_off": {
+        "kind": "transferlm",
+        "levers_off": ["keep_freed_memory", "short_attention", "fused_optimizer", "fused_loss", "compile"],
+    },
+    "lora": {"kind": "transferlm", "method": "lora"},
+}
+FORMULA = "FLOPs/token = 6*N + 12*L*d*T (N parameters, L layers, d width, T block size); LoRA: 4*N + 8*L*d*T"
+
+
+def device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+# ------------------------------------------------------------------------------------------ peak
+
+
+def matmul_peak_gflops(dtype: torch.dtype, size: int, reps: int) -> float:
+    """Best-of-`reps` rate of one square matmul: what this machine's matmul units can do right now."""
+    dev = device()
+    a = torch.randn(size, size, device=dev).to(dtype)
+    b = torch.randn(size, size, device=dev).to(dtype)
+    a @ b
+    sync()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ b
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size**3 / best / 1e9
+
+
+# ---------------------------------------------------------------------------------------- children
+
+
+def random_blocks_dir(base: Path, n_blocks: int, block_size: int, out: Path) -> Path:
+    """A data/tokenized-style DatasetDict of random token ids (seeded), for runs without a corpus."""
+    from datasets import Dataset, DatasetDict
+    from transformers import AutoConfig
+
+    vocab = AutoConfig.from_pretrained(base).vocab_size
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, vocab, (n_blocks + 16, block_size), generator=generator).tolist()
+    DatasetDict(
+        {"train": Dataset.from_dict({"input_ids": ids[:n_blocks]}),
+         "validation": Dataset.from_dict({"input_ids": ids[n_blocks:]})}
+    ).save_to_disk(str(out))
+    return out
+
+
+def run_trainer(spec: dict, args, work: Path) -> list[float]:
+    """HF Trainer as run_clm.py configures it (labels = input_ids, default collator).
+
+    Returns the end time of every step, in seconds since training began.
+    """
+    from datasets import Dataset
+    from transformers import (AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments,
+                              default_data_collator)
+
+    from transferlm.train import load_blocks
+
+    blocks = load_blocks(args.data, "train")
+    dataset = Dataset.from_dict({"input_ids": blocks.tolist(), "labels": blocks.tolist()})
+    model = AutoModelForCausalLM.from_pretrained(args.base)
+    ends: list[float] = []
+
+    class StepTimer(TrainerCallback):
+        def on_train_begin(self, *_, **__):
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, *_, **__):
+            sync()
+            ends.append(time.perf_counter() - self.t0)
+
+    training_args = TrainingArguments(
+        output_dir=str(work / "trainer"),
+        per_device_train_batch_size=args.batch_size,
+        max_steps=args.warmup + args.steps,
+        learning_rate=1e-4,
+        bf16=spec["bf16"],
+        use_cpu=device().type == "cpu",
+        save_strategy="no",
+        logging_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=0,
+    )
+    trainer = Trainer(model=model, args=training_args, train_dataset=dataset,
+                      data_collator=default_data_collator, callbacks=[StepTimer()])
+    trainer.train()
+    print(f"trainer optimizer: {training_args.optim}", file=sys.stderr)
+    return ends
+
+
+def run_transferlm(spec: dict, args, work: Path) -> list[float]:
+    """This project's run_training; step end times (seconds since its loop began) from its loss curve."""
+    from transferlm import speed
+    from transferlm.params import TrainParams
+    from transferlm.train import run_training
+
+    for lever in spec.get("levers_off", []):
+        setattr(speed.LEVERS, lever, False)
+    cfg = TrainParams(
+        method=spec.get("method", "full"),
+        precision=spec.get("precision", "auto"),
+        batch_size=args.batch_size,
+        max_steps=args.warmup + args.steps,
+        warmup_steps=1,
+        eval_every=10**6,  # only the validations before and after, both outside the timed steps
+        eval_blocks=args.batch_size,
+        save_every=0,
+    )
+    cfg.validate()
+    # Compile (or not) as the pipeline's 150-step run would: this short run alone would not qualify.
+    figures = model_figures(args.base, args.block_size)
+    per_token = figures["flops_per_token" if cfg.method == "full" else "flops_per_token_lora"]
+    default = TrainParams()
+    if speed.should_compile(device(), default.max_steps * default.batch_size * args.block_size * per_token):
+        speed.COMPILE_MIN_FLOPS = 0.0
+    _, result = run_training(cfg, args.data, args.base, work / "checkpoints", run_name=spec["name"])
+    return [row["seconds"] for row in result.curves.train]
+
+
+def child(name: str, args) -> dict:
+    spec = {"name": name, **VARIANTS[name]}
+    with tempfile.TemporaryDirectory() as tmp:
+        run = run_trainer if spec["kind"] == "trainer" else run_transferlm
+        ends = run(spec, args, Path(tmp))
+    timed = ends[args.warmup - 1 :]
+    seconds = timed[-1] - timed[0]
+    steps = len(timed) - 1
+    step_times = [b - a for a, b in zip(timed, timed[1:])]
+    result = {
+        "tokens_per_s": round(steps * args.batch_size * args.block_size / seconds, 1),
+        "step_seconds": round(seconds / steps, 4),
+        "step_seconds_min": round(min(step_times), 4),
+        "step_seconds_max": round(max(step_times), 4),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "warmup_seconds": round(ends[args.warmup - 1], 2),  # first steps: one-off costs such as compiling
+    }
+    if torch.cuda.is_available():
+        result["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    return result
+
+
+# ------------------------------------------------------------------------------------------ parent
+
+
+def model_figures(base: Path, block_size: int) -> dict:
+    from transformers import AutoConfig
+
+    from transferlm.optim import flops_per_token
+
+    config = AutoConfig.from_pretrained(base)
+    with torch.device("meta"):
+        from transformers import AutoModelForCausalLM
+
+        n_params = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
+    return {
+        "parameters": n_params,
+        "flops_per_token": flops_per_token(config, block_size, n_params),
+        "flops_per_token_lora": flops_per_token(config, block_size, n_params, full_backward=False),
+    }
+
+
+def run_child(name: str, args) -> dict:
+    cmd = [sys.executable, __file__, "--child", name, "--base", str(args.base), "--data", str(args.data),
+           "--batch-size", str(args.batch_size), "--warmup", str(args.warmup), "--steps", str(args.steps),
+           "--block-size", str(args.block_size)]
+    print(f"running {name} ...", file=sys.stderr, flush=True)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"variant {name} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def cpu_idle_share(seconds: float = 2.0) -> float:
+    """Share of all CPUs idle over a short window: how busy other processes keep the machine."""
+    def snapshot():
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return values[3] + values[4], sum(values)
+
+    idle0, total0 = snapshot()
+    time.sleep(seconds)
+    idle1, total1 = snapshot()
+    return (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", type=Path, default=Path("models/base"))
+    parser.add_argument("--data", type=Path, default=Path("data/tokenized"))
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--block-size", type=int, default=128, help="only used for random blocks")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of: %(default)s")
+    parser.add_argument("--out", type=Path, default=Path("metrics/bench_train.json"))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.chdir(ROOT)
+
+    if args.child:
+        print(json.dumps(child(args.child, args)))
+        return
+
+    names = [n for n in args.variants.split(",") if n]
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        sys.exit(f"unknown variants: {', '.join(unknown)}; valid: {', '.join(VARIANTS)}")
+    if not (args.base / "config.json").is_file():
+        sys.exit(f"{args.base}: no model (run the fetch stage first, or pass --base)")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if (args.data / "dataset_dict.json").is_file():
+            from transferlm.train import load_blocks
+
+            args.block_size = load_blocks(args.data, "validation").shape[1]
+            data_source = str(args.data)
+        else:
+            print(f"{args.data}: not found; using random token blocks", file=sys.stderr)
+            n_blocks = args.batch_size * (args.warmup + args.steps)
+            args.data = random_blocks_dir(args.base, n_blocks, args.block_size, Path(tmp) / "tokenized")
+            data_source = "random token ids"
+
+        idle_before, load_before = cpu_idle_share(), os.getloadavg()
+        # The best of two sizes: the larger number makes the MFU below the more conservative one.
+        peaks = {
+            "bf16": max(matmul_peak_gflops(torch.bfloat16, size, 5) for size in (2048, 4096)),
+            "fp32": max(matmul_peak_gflops(torch.float32, size, 3) for size in (2048, 4096)),
+        }
+        results = {name: run_child(name, args) for name in names}
+        idle_after, load_after = cpu_idle_share(), os.getloadavg()
+
+    figures = model_figures(args.base, args.block_size)
+    for name, row in results.items():
+        lora = VARIANTS[name].get("method") == "lora"
+        per_token = figures["flops_per_token_lora" if lora else "flops_per_token"]
+        row["mfu"] = round(row["tokens_per_s"] * per_token / (peaks["bf16"] * 1e9), 4)
+        for baseline in ("trainer_fp32", "trainer_bf16"):
+            if baseline in results:
+                row[f"speedup_vs_{baseline}"] = round(row["tokens_per_s"] / results[baseline]["tokens_per_s"], 3)
+
+    headline = ("tokens_per_s", "speedup_vs_trainer_fp32", "speedup_vs_trainer_bf16", "mfu", "peak_rss_mb")
+    ours = results.get("transferlm", {})
+    report = {
+        **{key: ours[key] for key in headline if key in ours},
+        "variants": results,
+        "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()},
+        "flops_formula": FORMULA,
+        **figures,
+        "settings": {"batch_size": args.batch_size, "block_size": args.block_size, "warmup_steps": args.warmup,
+                     "timed_steps": args.steps, "data": data_source, "base": str(args.base)},
+        "machine": {
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cpu_idle_before": round(idle_before, 2), "cpu_idle_after": round(idle_after, 2),
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in load_after],
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print_table(report)
+
+
+def print_table(report: dict) -> None:
+    peaks, machine = report["matmul_peak_gflops"], report["machine"]
+    print(f"\nmatmul peak (2048^2 and 4096^2, best of reps): bf16 {peaks['bf16']:.0f} GFLOP/s, "
+          f"fp32 {peaks['fp32']:.0f} GFLOP/s")
+    print(f"{FORMULA}\n{report['flops_per_token'] / 1e6:.0f} MFLOP/token here; MFU against the bf16 peak")
+    print(f"CPU idle before/after: {machine['cpu_idle_before']:.0%}/{machine['cpu_idle_after']:.0%} "
+          f"(100% = nothing else running); load average {machine['loadavg_before'][0]}/"
+          f"{machine['loadavg_after'][0]}\n")
+    gpu = any("peak_gpu_mb" in row for row in report["variants"].values())
+    header = (f"{'variant':<22}{'tokens/s':>10}{'x tr.fp32':>11}{'x tr.bf16':>11}{'MFU':>7}{'peak RSS MB':>13}"
+              + (f"{'peak GPU MB':>13}" if gpu else "") + f"{'step s':>8}")
+    print(header)
+    print("-" * len(header))
+    nan = float("nan")
+    for name, row in report["variants"].items():
+        print(f"{name:<22}{row['tokens_per_s']:>10.0f}{row.get('speedup_vs_trainer_fp32') or nan:>11.2f}"
+              f"{row.get('speedup_vs_trainer_bf16') or nan:>11.2f}{row['mfu']:>7.0%}{row['peak_rss_mb']:>13}"
+              + (f"{row.get('peak_gpu_mb', ''):>13}" if gpu else "") + f"{row['step_seconds']:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()

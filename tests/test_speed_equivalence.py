@@ -1,0 +1,135 @@
+"""The tuned training path computes the same loss and gradients as the plain Hugging Face one."""
+
+import copy
+
+import pytest
+import torch
+
+from tiny import build_tiny_model, build_tiny_tokenizer
+from transferlm import speed
+from transferlm.speed import CausalLMLoss, fused_linear_cross_entropy
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = build_tiny_model(build_tiny_tokenizer())
+    model.config.use_cache = False
+    batch = torch.randint(0, model.config.vocab_size, (4, 32), generator=torch.Generator().manual_seed(0))
+    return model, batch
+
+
+def _precision(name: str):
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=name == "bf16")
+
+
+def _loss_and_grads(model, batch, precision: str, tuned: bool):
+    """Loss and flat gradients of one backward pass (pass a copy: the model is changed)."""
+    if tuned:
+        speed._register_short_attention()
+        model.set_attn_implementation(speed.SHORT_ATTENTION)
+    with _precision(precision):
+        loss = CausalLMLoss(model, fused=True)(batch) if tuned else model(input_ids=batch, labels=batch).loss
+    loss.backward()
+    grads = torch.cat([p.grad.flatten() for p in model.parameters()])
+    return loss.item(), grads
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=0).item()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_tuned_path_matches_plain_forward_at_the_same_precision(tiny, precision):
+    model, batch = tiny
+    plain_loss, plain_grads = _loss_and_grads(copy.deepcopy(model), batch, precision, tuned=False)
+    tuned_loss, tuned_grads = _loss_and_grads(copy.deepcopy(model), batch, precision, tuned=True)
+    tolerance = 1e-5 if precision == "fp32" else 2e-3
+    assert tuned_loss == pytest.approx(plain_loss, rel=tolerance)
+    assert _cosine(tuned_grads, plain_grads) > (1 - 1e-6 if precision == "fp32" else 0.999)
+
+
+def test_tuned_bf16_path_matches_plain_fp32(tiny):
+    model, batch = tiny
+    fp32_loss, fp32_grads = _loss_and_grads(copy.deepcopy(model), batch, "fp32", tuned=False)
+    bf16_loss, bf16_grads = _loss_and_grads(copy.deepcopy(model), batch, "bf16", tuned=True)
+    assert bf16_loss == pytest.approx(fp32_loss, rel=1e-2)
+    assert _cosine(bf16_grads, fp32_grads) > 0.99
+
+
+def test_fused_cross_entropy_without_grad_equals_with_grad_and_reference():
+    generator = torch.Generator().manual_seed(1)
+    hidden = torch.randn(70, 16, generator=generator, requires_grad=True)
+    weight = torch.randn(50, 16, generator=generator, requires_grad=True)
+    targets = torch.randint(0, 50, (70,), generator=generator)
+    reference = torch.nn.functional.cross_entropy(hidden @ weight.T, targets)
+    with torch.no_grad():
+        no_grad = fused_linear_cross_entropy(hidden, weight, targets, chunk=32)
+    fused = fused_linear_cross_entropy(hidden, weight, targets, chunk=32)  # 3 chunks, the last one short
+    (2 * fused).backward()  # a non-unit upstream gradient must scale both gradients
+    expected = torch.autograd.grad(2 * reference, [hidden, weight])
+    assert fused.item() == pytest.approx(reference.item(), rel=1e-6)
+    assert no_grad.item() == pytest.approx(reference.item(), rel=1e-6)
+    torch.testing.assert_close(hidden.grad, expected[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(weight.grad, expected[1], rtol=1e-5, atol=1e-6)
+
+
+def test_short_attention_hands_padded_batches_to_sdpa(tiny):
+    model, batch = tiny
+    mask = torch.ones_like(batch)
+    mask[0, :5] = 0  # left padding: not the plain causal case the short path handles
+    sdpa = copy.deepcopy(model).eval()
+    speed._register_short_attention()
+    short = copy.deepcopy(model).eval()
+    short.set_attn_implementation(speed.SHORT_ATTENTION)
+    with torch.no_grad():
+        expected = sdpa(input_ids=batch, attention_mask=mask).logits
+        got = short(input_ids=batch, attention_mask=mask).logits
+    torch.testing.assert_close(got, expected)
+
+
+def test_unusual_heads_fall_back_to_the_stock_loss(tiny):
+    model, batch = tiny
+    capped = copy.deepcopy(model)
+    capped.config.final_logit_softcapping = 30.0  # a head the fused loss does not reproduce
+    assert CausalLMLoss(model).fused and not CausalLMLoss(capped).fused
+    with torch.no_grad():
+        expected = capped(input_ids=batch, labels=batch).loss.item()
+        assert CausalLMLoss(capped)(batch).item() == pytest.approx(expected)
+
+
+def test_fused_and_foreach_adamw_take_the_same_step(tiny):
+    from transferlm.optim import build_optimizer
+
+    model, batch = tiny
+    results = []
+    for fused in (True, False):
+        speed.LEVERS.fused_optimizer = fused
+        try:
+            trained = copy.deepcopy(model)
+            optimizer = build_optimizer("adamw", trained, 1e-2, 0.1)
+        finally:
+            speed.LEVERS.fused_optimizer = True
+        for _ in range(2):
+            trained(input_ids=batch, labels=batch).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        results.append(torch.cat([p.detach().flatten() for p in trained.parameters()]))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-5, atol=1e-6)
+    assert not torch.equal(results[0], torch.cat([p.detach().flatten() for p in model.parameters()]))
+
+
+@pytest.mark.slow  # inductor builds C++ kernels: ~15 s on 2 cores with a cold cache
+@pytest.mark.skipif(not speed.should_compile(torch.device("cpu"), float("inf")), reason="no C++ compiler")
+def test_compiled_layers_give_the_same_loss_and_gradients(tiny):
+    model, batch = tiny
+    plain_loss, plain_grads = _loss_and_grads(copy.deepcopy(model), batch, "bf16", tuned=True)
+    compiled = copy.deepcopy(model)
+    layers = speed.compile_decoder_layers(compiled)
+    assert len(layers) == compiled.config.num_hidden_layers
+    try:
+        loss, grads = _loss_and_grads(compiled, batch, "bf16", tuned=True)
+    finally:
+        speed.uncompile(layers)
+    assert loss == pytest.approx(plain_loss, rel=2e-3)
+    assert _cosine(grads, plain_grads) > 0.999
+    assert all("forward" not in vars(layer) for layer in layers)  # back to the class's own forward
