@@ -2,8 +2,9 @@
 
 A short loop over `accelerate` rather than transformers' `Trainer`: bench/train_throughput.py measures
 the Trainer at about half (bf16) and a quarter (fp32) of this loop's tokens/s on CPU, thanks to the
-levers in transferlm.speed (figures in bench/README.md), and this loop needs things the Trainer makes awkward — a deterministic batch order that a checkpoint can resume from
-by step number alone, loss curves against tokens and FLOPs, and early stopping of diverged sweep runs.
+levers in transferlm.speed (figures in bench/README.md), and this loop needs things the Trainer makes
+awkward — a deterministic batch order that a checkpoint can resume from by step number alone, loss
+curves against tokens and FLOPs, and early stopping of diverged sweep runs.
 `accelerate` still does what it does well: device placement, DDP under `accelerate launch`/`torchrun`,
 gradient accumulation, and saving/restoring model, optimizer and RNG state.
 
