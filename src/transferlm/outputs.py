@@ -62,8 +62,3 @@ def write_json(path: str | Path, data: Any) -> None:
     """Write JSON atomically (a temp file renamed over the target)."""
     with staged_outputs(path) as (tmp,):
         dump_json(tmp, data)
-
-
-def write_text(path: str | Path, text: str) -> None:
-    with staged_outputs(path) as (tmp,):
-        tmp.write_text(text, encoding="utf-8")

@@ -132,10 +132,6 @@ class TrainParams:
         _check(self.lora_r >= 1, "train.lora_r", "must be >= 1")
         _check(0.0 <= self.lora_dropout < 1.0, "train.lora_dropout", "must be in [0, 1)")
 
-    @property
-    def tokens_per_step(self) -> int:  # in blocks; multiply by block_size for tokens
-        return self.batch_size * self.grad_accum
-
 
 @dataclass(frozen=True)
 class ScratchParams:
