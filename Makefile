@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # Stage commands in dvc.yaml call `python`: the venv must come first on PATH for them.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install repro test bench clean-venv
+.PHONY: install repro test bench lint clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,14 @@ repro: install
 
 test: install
 	python -m pytest
+
+# ruff comes with the dev extra, installed on top of the test set-up the first time only.
+$(VENV)/.dev-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+lint: $(VENV)/.dev-installed
+	ruff check .
 
 bench: install
 	python bench/train_throughput.py

@@ -10,15 +10,15 @@ from transferlm.errors import InputError
 from transferlm.outputs import dump_json, staged_outputs
 from transferlm.params import load_params
 
-app = typer.Typer(add_completion=False)
+app = typer.Typer(add_completion=False, help=__doc__)
 
 
-@app.command()
+@app.command(help=__doc__)
 def main(
-    params_file: Path = typer.Option(Path("params.yaml"), "--params"),
-    raw_dir: Path = typer.Option(Path("data/raw")),
-    documents_file: Path = typer.Option(Path("data/clean/documents.jsonl")),
-    metrics_file: Path = typer.Option(Path("metrics/clean.json")),
+    params_file: Path = typer.Option(Path("params.yaml"), "--params", help="The params file."),
+    raw_dir: Path = typer.Option(Path("data/raw"), help="The fetched corpus (with manifest.json)."),
+    documents_file: Path = typer.Option(Path("data/clean/documents.jsonl"), help="Where the cleaned documents go (JSON lines)."),
+    metrics_file: Path = typer.Option(Path("metrics/clean.json"), help="What each cleaning rule changed."),
 ) -> None:
     params = load_params(params_file).clean
     docs = read_raw_documents(raw_dir)

@@ -1,28 +1,33 @@
-"""Gather the corpus (fetch.corpus) into data/raw/ and the base model (model.base) into models/base/."""
+"""fetch stage: gather the corpus (fetch.corpus) into data/raw/ and the base model (model.base) into
+models/base/ (plain Hugging Face layout with a model card); what was fetched into metrics/fetch.json."""
 
 from pathlib import Path
 
 import typer
 
+from transferlm import paths
 from transferlm.basemodel import load_base_model, model_summary, save_base_model
 from transferlm.cli import run_stage
 from transferlm.corpus import corpus_summary, gather_corpus, write_corpus
-from transferlm.outputs import staged_outputs, write_json
+from transferlm.outputs import dump_json, staged_outputs
 from transferlm.params import load_params
+from transferlm.tokenize import check_enough_text
 
-app = typer.Typer(add_completion=False)
+app = typer.Typer(add_completion=False, help=__doc__)
 
 
-@app.command()
-def main(params_file: Path = typer.Option(Path("params.yaml"), "--params")) -> None:
+@app.command(help=__doc__)
+def main(params_file: Path = typer.Option(Path("params.yaml"), "--params", help="The params file.")) -> None:
     params = load_params(params_file)
     # The corpus first: a bad path or URL fails in seconds, before the model download and conversion.
     documents = gather_corpus(params.fetch)
     model, tokenizer = load_base_model(params.model.base, params.fetch.timeout_s)
-    with staged_outputs("data/raw", "models/base", "metrics/fetch.json") as (raw_tmp, model_tmp, metrics_tmp):
+    # A corpus too small for one block of each split fails here, not three stages later at tokenize.
+    check_enough_text(documents, tokenizer, params.tokenize)
+    with staged_outputs(paths.RAW, paths.BASE_MODEL, paths.METRICS / "fetch.json") as (raw_tmp, model_tmp, metrics_tmp):
         manifest = write_corpus(documents, raw_tmp)
-        save_base_model(model, tokenizer, model_tmp)
-        write_json(metrics_tmp, {"corpus": corpus_summary(manifest), "model": model_summary(model, params.model.base)})
+        save_base_model(model, tokenizer, model_tmp, source=params.model.base)
+        dump_json(metrics_tmp, {"corpus": corpus_summary(manifest), "model": model_summary(model, params.model.base)})
 
 
 if __name__ == "__main__":

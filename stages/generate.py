@@ -10,48 +10,41 @@ from pathlib import Path
 import typer
 
 from transferlm.cli import run_stage
-from transferlm.generate import (
-    MODEL_DIRS,
-    check_model_dir,
-    generate_batch,
-    generate_samples,
-    load_model,
-    samples_jsonl,
-    samples_markdown,
-)
+from transferlm import paths, runs
+from transferlm.generate import generate_batch, generate_samples, samples_jsonl, samples_markdown
+from transferlm.models import check_model_dir, load_for_inference
 from transferlm.outputs import staged_outputs
 from transferlm.params import load_params
 
-SAMPLES_JSONL = Path("reports/samples.jsonl")
-SAMPLES_MD = Path("reports/samples.md")
-
-app = typer.Typer(add_completion=False)
+app = typer.Typer(add_completion=False, help=__doc__)
 
 
-@app.command()
+@app.command(help=__doc__)
 def main(
-    params_file: Path = typer.Option(Path("params.yaml"), "--params"),
+    params_file: Path = typer.Option(Path("params.yaml"), "--params", help="The params file."),
     prompt: str = typer.Option(None, help="Print one completion of this prompt; writes no pipeline output."),
-    model: Path = typer.Option(MODEL_DIRS["finetuned"], help="Model directory for --prompt."),
+    model: Path = typer.Option(paths.FINETUNED_MODEL, help="Model directory for --prompt."),
     max_new_tokens: int = typer.Option(None, min=1, help="For --prompt; default generate.max_new_tokens."),
     seed: int = typer.Option(None, help="For --prompt; default generate.seed (= sample 0 of the pipeline)."),
 ) -> None:
-    settings = load_params(params_file).generate
+    params = load_params(params_file)
+    settings = params.generate
     if prompt is not None:
         settings = dataclasses.replace(
             settings,
             max_new_tokens=max_new_tokens or settings.max_new_tokens,
             seed=settings.seed if seed is None else seed,
         )
-        lm, tokenizer = load_model(model)
+        lm, tokenizer = load_for_inference(model)
         (completion,) = generate_batch(lm, tokenizer, [prompt], [settings.seed], settings)
         print(prompt + completion.text)
         return
 
-    for path in MODEL_DIRS.values():  # fail before loading anything
+    compared = runs.compared_models(params)
+    for path in compared.values():  # fail before loading anything
         check_model_dir(path)
-    rows = [row for name, path in MODEL_DIRS.items() for row in generate_samples(name, path, settings)]
-    with staged_outputs(SAMPLES_JSONL, SAMPLES_MD) as (jsonl_tmp, md_tmp):
+    rows = [row for name, path in compared.items() for row in generate_samples(name, path, settings)]
+    with staged_outputs(paths.SAMPLES_JSONL, paths.SAMPLES_MD) as (jsonl_tmp, md_tmp):
         jsonl_tmp.write_text(samples_jsonl(rows), encoding="utf-8")
         md_tmp.write_text(samples_markdown(rows, settings), encoding="utf-8")
 

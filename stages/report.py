@@ -7,12 +7,14 @@ import typer
 
 from transferlm.cli import run_stage
 from transferlm.outputs import staged_outputs
-from transferlm.report import PLOTS_DIR, REPORT_PATH, build_report
+from transferlm.paths import REPORT as REPORT_PATH
+from transferlm.paths import REPORT_PLOTS as PLOTS_DIR
+from transferlm.report import build_report
 
-app = typer.Typer(add_completion=False)
+app = typer.Typer(add_completion=False, help=__doc__)
 
 
-@app.command()
+@app.command(help=__doc__)
 def main() -> None:
     # The report and its charts are replaced together, so the markdown never links a missing chart.
     with staged_outputs(REPORT_PATH, PLOTS_DIR) as (report_tmp, plots_tmp):

@@ -1,45 +1,56 @@
-"""scratch stage: the base model's architecture from random weights, trained on the fine-tune's budget.
+"""scratch stage: the from-scratch frontier. The base model's family at several sizes (scratch.shapes),
+each trained from random weights on the same data and tokenizer as the fine-tune.
 
-Same data, tokenizer, batch and step budget as `train`; its own optimizer, lr and warm-up (a model
-learning from nothing wants a larger lr). Its curves go next to the fine-tune's in `dvc plots`.
+    python stages/scratch.py ladder --size m   # one size on scratch.budget x the fine-tune's FLOPs
+    python stages/scratch.py long              # the best size again on scratch.long_budget x
+    python stages/scratch.py seed --seed 2     # the best size with another seed (scratch.budget x)
 """
 
-import dataclasses
 from pathlib import Path
 
 import typer
 
+from transferlm import cards, paths, runs
 from transferlm.cli import run_stage
 from transferlm.params import load_params
-from transferlm.train import train_and_save
 
-app = typer.Typer(add_completion=False)
+app = typer.Typer(add_completion=False, help=__doc__)
+PARAMS = typer.Option(Path("params.yaml"), "--params", help="The params file.")
 
 
 @app.command()
-def main(params_file: Path = typer.Option(Path("params.yaml"), "--params")) -> None:
+def ladder(size: str = typer.Option(..., help="A size named in scratch.shapes."), params_file: Path = PARAMS) -> None:
+    """Train one ladder size on scratch.budget x the fine-tune's FLOPs; keep its weights for generate/evaluate."""
     params = load_params(params_file)
-    cfg = dataclasses.replace(
-        params.train,
-        init="scratch",
-        method="full",
-        optimizer=params.scratch.optimizer,
-        lr=params.scratch.lr,
-        warmup_steps=params.scratch.warmup_steps,
-    )
-    train_and_save(
-        cfg,
-        data_dir=Path("data/tokenized"),
-        base_dir=Path("models/base"),
-        metrics_out=Path("metrics/scratch.json"),
-        plots_out=Path("plots/scratch"),
-        model_out=Path("models/scratch"),
-        checkpoint_dir=Path("checkpoints/scratch"),
-        run_name="scratch",
-        card_title=f"{params.model.base} architecture trained from scratch by transferlm",
-        corpus=[s.source for s in params.fetch.corpus],
-        base_name=f"{params.model.base} (config only, random init)",
-    )
+    run = runs.scratch(params, size, budget=params.scratch.budget)
+    corpus = [s.source for s in params.fetch.corpus]
+
+    def card(metrics: dict):
+        return cards.finetuned_card(
+            title=f"{params.model.base} architecture at size {size!r}, trained from scratch by transferlm",
+            base=params.model.base, corpus=corpus, train_params=vars(run.train), metrics=metrics,
+            perplexity=cards.perplexity_of(metrics), init="scratch",
+        )
+
+    runs.execute(run, params, paths.LADDER / size, model_out=paths.scratch_model(size), card=card)
+
+
+@app.command()
+def long(params_file: Path = PARAMS) -> None:
+    """Train the ladder's best size on scratch.long_budget x the fine-tune's FLOPs (curve and metrics only)."""
+    params = load_params(params_file)
+    size = runs.best_scratch_size(params)
+    run = runs.scratch(params, size, budget=params.scratch.long_budget, name=f"scratch-{size}-long")
+    runs.execute(run, params, paths.SCRATCH_LONG)
+
+
+@app.command()
+def seed(seed: int = typer.Option(..., help="The seed (of weights and batch order)."), params_file: Path = PARAMS) -> None:
+    """Train the ladder's best size again with another seed, for the spread over seeds."""
+    params = load_params(params_file)
+    size = runs.best_scratch_size(params)
+    run = runs.scratch(params, size, budget=params.scratch.budget, seed=seed, name=f"scratch-{size}-seed{seed}")
+    runs.execute(run, params, paths.SCRATCH_SEEDS / str(seed))
 
 
 if __name__ == "__main__":

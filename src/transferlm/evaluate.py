@@ -1,7 +1,7 @@
-"""Held-out perplexity of the three models and automatic measures of their samples.
+"""Automatic measures of the compared models' samples, and their held-out perplexity's record.
 
-Perplexity is exp of the mean token NLL over every predicted token of the validation blocks (the sum of
-per-token losses over the token count, not a mean of per-batch means). The sample measures are cheap
+Perplexity is exp of the held-out loss (transferlm.heldout: the sum of per-token losses over the token
+count, on the same blocks as every training curve). The sample measures are cheap
 proxies for what a reader notices: lexical variety (distinct-n), loops (repetition rate), length, and
 verbatim copying from the training split (copy rate).
 """
@@ -14,14 +14,11 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from datasets import Dataset, DatasetDict, load_from_disk
-from tqdm import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from transferlm.errors import InputError
-from transferlm.generate import MODELS
+from transferlm.paths import MODELS
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +50,6 @@ def token_blocks(split: Dataset, indices: np.ndarray | None = None) -> np.ndarra
     return ids.astype(np.int64)
 
 
-def validation_blocks(data: DatasetDict, eval_blocks: int, seed: int) -> torch.Tensor:
-    """The whole validation split (eval_blocks = 0) or a fixed, seeded subset of eval_blocks rows."""
-    split = data["validation"]
-    if len(split) == 0:
-        raise InputError("data/tokenized: the validation split is empty")
-    if eval_blocks == 0 or eval_blocks >= len(split):
-        return torch.from_numpy(token_blocks(split))
-    chosen = np.sort(np.random.default_rng(seed).choice(len(split), size=eval_blocks, replace=False))
-    return torch.from_numpy(token_blocks(split, chosen))
-
-
 def read_samples(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
@@ -86,21 +72,6 @@ def read_samples(path: str | Path) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------ perplexity
-
-
-@torch.inference_mode()
-def mean_loss(model: PreTrainedModel, blocks: torch.Tensor, batch_size: int) -> tuple[float, int]:
-    """Mean next-token NLL over all predicted tokens of `blocks` [n, block_size], and that token count."""
-    model.eval()
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    for start in tqdm(range(0, len(blocks), batch_size), desc="perplexity", unit="batch", leave=False):
-        ids = blocks[start : start + batch_size].to(device)
-        logits = model(input_ids=ids).logits.float()
-        targets = ids[:, 1:]
-        total += F.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten(), reduction="sum").item()
-        count += targets.numel()
-    return total / count, count
 
 
 def perplexity_entry(loss: float, tokens: int) -> dict:

@@ -18,8 +18,6 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
     GenerationConfig,
     LogitsProcessor,
     LogitsProcessorList,
@@ -30,45 +28,11 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from transferlm.device import pick_device
-from transferlm.errors import InputError
+from transferlm.models import load_for_inference
 from transferlm.params import GenerateParams
+from transferlm.paths import MODELS
 
 log = logging.getLogger(__name__)
-
-MODELS = ("base", "finetuned", "scratch")
-MODEL_DIRS = {name: Path("models") / name for name in MODELS}
-
-
-def pick_dtype(device: torch.device) -> torch.dtype:
-    # bf16 on GPUs that have it; fp32 on CPU, where bf16 autocast did not pay off for inference.
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
-
-
-def check_model_dir(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.is_dir():
-        raise InputError(f"{path}: model directory not found")
-    if not (path / "config.json").is_file():
-        raise InputError(f"{path}: not a model directory (no config.json)")
-    return path
-
-
-def load_model(
-    path: str | Path, device: torch.device | None = None
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A model in eval mode on `device` and its tokenizer, set up for left-padded batches."""
-    path = check_model_dir(path)
-    device = device or pick_device()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    tokenizer.padding_side = "left"  # generation continues at the right end of every row
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(device)).to(device).eval()
-    return model, tokenizer
-
 
 class RowSampler(LogitsProcessor):
     """Draw each row's next token with that row's own generator and force it (all other scores -inf).
@@ -138,7 +102,7 @@ def generate_batch(
 
 def generate_samples(model_name: str, path: str | Path, settings: GenerateParams) -> list[dict]:
     """settings.num_samples samples per prompt from the model at `path`, as samples.jsonl rows."""
-    model, tokenizer = load_model(path)
+    model, tokenizer = load_for_inference(path)
     jobs = [(prompt, i) for prompt in settings.prompts for i in range(settings.num_samples)]
     shared = sampling_settings(settings)
     rows: list[dict] = []

@@ -1,8 +1,15 @@
 """All-or-nothing stage outputs.
 
-A stage writes every output under a temporary sibling path and renames them into place only after all
-of them are complete, so a crash, an error or a kill never leaves a partial file that a later stage (or
-`dvc commit`) would take for a finished one.
+A stage writes every output under a temporary sibling path (`.NAME.xxxxxxxx.tmp`) and swaps them into
+place only after all of them are complete, so a crash, an error or a kill never leaves a partial file
+that a later stage (or `dvc commit`) would take for a finished one.
+
+The swap is as close to all-at-once as renames allow: first every old output is moved aside (to
+`.NAME.xxxxxxxx.old.tmp`), then every new one is moved in, then the old ones are deleted. At no moment
+are old and new outputs visible side by side: a kill in the first phase leaves some olds and some
+gaps, in the second some news and some gaps, and a gap makes DVC rerun the stage. An exception during
+the swap puts the old outputs back. Temporary names all end in `.tmp`, which .gitignore and .dvcignore
+leave out, and a stage removes the ones a killed run left beside its outputs when it starts writing.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -24,33 +32,78 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def _temp_sibling(final: Path, kind: str) -> Path:
+    """A fresh unused name beside `final`: .NAME.<8 random chars>.tmp (or .old.tmp), not yet created."""
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f"{kind}.tmp", dir=final.parent)
+    os.close(fd)
+    os.unlink(name)
+    return Path(name)
+
+
+def remove_stale_temps(final: Path) -> list[Path]:
+    """Delete the temporary siblings of `final` that an interrupted run left behind; return them.
+
+    Only names this module makes for this very output match (8 random characters from tempfile), so
+    `train.json`'s leftovers are never confused with those of an output called `train`.
+    """
+    pattern = re.compile(rf"\.{re.escape(final.name)}\.[a-z0-9_]{{8}}(?:\.old)?\.tmp")
+    if not final.parent.is_dir():
+        return []
+    stale = [p for p in final.parent.iterdir() if pattern.fullmatch(p.name)]
+    for path in stale:
+        _remove(path)
+    return stale
+
+
+def swap_into_place(pairs: list[tuple[Path, Path]]) -> None:
+    """Move each temp onto its final: all olds aside, then all news in, then drop the olds.
+
+    On an exception the finals already moved in are taken out again and the olds put back, so the
+    outputs are either all new or all as they were.
+    """
+    aside: list[tuple[Path, Path]] = []  # (final, where its old version went)
+    moved_in: list[tuple[Path, Path]] = []  # (temp, final)
+    try:
+        for final, _ in pairs:
+            if final.exists() or final.is_symlink():
+                old = _temp_sibling(final, ".old")
+                os.replace(final, old)
+                aside.append((final, old))
+        for final, temp in pairs:
+            os.replace(temp, final)
+            moved_in.append((temp, final))
+    except BaseException:
+        for temp, final in reversed(moved_in):
+            os.replace(final, temp)
+        for final, old in reversed(aside):
+            os.replace(old, final)
+        raise
+    for _, old in aside:
+        _remove(old)
+
+
 @contextlib.contextmanager
 def staged_outputs(*finals: str | Path) -> Iterator[list[Path]]:
-    """Yield one temporary path per final output; on success move each into place, on error drop them.
+    """Yield one temporary path per final output; on success swap them all into place, on error drop them.
 
-    The temporary paths live next to their finals (same filesystem, so the rename is atomic per path)
-    and do not exist yet: the caller creates a file or a directory there.
+    The temporary paths live next to their finals (same filesystem, so each rename is atomic) and do
+    not exist yet: the caller creates a file or a directory there.
     """
     finals_p = [Path(f) for f in finals]
     temps: list[Path] = []
     for final in finals_p:
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-        os.close(fd)
-        os.unlink(name)
-        temps.append(Path(name))
+        remove_stale_temps(final)
+        temps.append(_temp_sibling(final, ""))
     try:
         yield temps
-        missing = [str(f) for f, t in zip(finals_p, temps) if not t.exists()]
+        missing = [str(f) for f, t in zip(finals_p, temps, strict=True) if not t.exists()]
         if missing:
             raise RuntimeError(f"stage did not write its outputs: {', '.join(missing)}")
-    except BaseException:
-        for tmp in temps:
+        swap_into_place(list(zip(finals_p, temps, strict=True)))
+    finally:
+        for tmp in temps:  # after a successful swap none is left; after an error, all are dropped
             _remove(tmp)
-        raise
-    for final, tmp in zip(finals_p, temps):
-        _remove(final)
-        os.replace(tmp, final)
 
 
 def dump_json(path: str | Path, data: Any) -> None:
@@ -62,3 +115,15 @@ def write_json(path: str | Path, data: Any) -> None:
     """Write JSON atomically (a temp file renamed over the target)."""
     with staged_outputs(path) as (tmp,):
         dump_json(tmp, data)
+
+
+def write_csv(path: str | Path, rows: list[dict], columns: tuple[str, ...] | list[str] | None = None) -> None:
+    """Rows as CSV (the format of every curve and table under plots/ and metrics/); floats to 6 digits."""
+    import csv
+
+    columns = list(columns or (rows[0].keys() if rows else []))
+    with Path(path).open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([f"{row[c]:.6g}" if isinstance(row[c], float) else row[c] for c in columns])

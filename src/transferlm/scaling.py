@@ -104,3 +104,113 @@ def compute_to_reach(fit: Fit, loss: float) -> float | None:
     if not fit.decreasing or loss <= fit.irreducible or not math.isfinite(loss):
         return None
     return (fit.a / (loss - fit.irreducible)) ** (1.0 / fit.b)
+
+
+# ------------------------------------------------------------------ the from-scratch frontier and bounds
+
+MAX_EXTRAPOLATION = 30.0  # a fit is never read further than this factor past the largest measured compute
+
+
+def frontier(curves: Sequence[Sequence[tuple[float, float]]]) -> list[tuple[float, float]]:
+    """The compute-efficient frontier of several runs' (compute, loss) curves.
+
+    At each measured compute C: the lowest loss any run had reached by C (a run can always stop early),
+    so the frontier never rises and every point on it was measured. Step-0 points (C = 0) are left out.
+    """
+    points = sorted((float(c), float(l)) for curve in curves for c, l in curve if c > 0 and math.isfinite(l))
+    out: list[tuple[float, float]] = []
+    for c, l in points:
+        if not out or l < out[-1][1]:
+            out.append((c, l))
+    return out
+
+
+def loss_at(frontier_points: Sequence[tuple[float, float]], compute: float) -> float:
+    """The frontier's loss after `compute` (inf before its first point)."""
+    best = math.inf
+    for c, l in frontier_points:
+        if c <= compute:
+            best = min(best, l)
+    return best
+
+
+def first_compute_below(curve: Sequence[tuple[float, float]], loss: float) -> float | None:
+    """The smallest compute at which `curve` was at or below `loss` (0.0 when its start already was)."""
+    for c, l in sorted(curve):
+        if l <= loss:
+            return float(c)
+    return None
+
+
+@dataclass(frozen=True)
+class Bound:
+    """'From scratch, `max_compute` FLOPs reached `scratch_loss`; the fine-tune was there after `finetune_compute`.'"""
+
+    max_compute: float  # the largest compute the frontier measured
+    scratch_loss: float  # the frontier's loss there
+    finetune_compute: float | None  # first compute at which the fine-tune was at or below that loss
+    ratio: float | None  # max_compute / finetune_compute: scratch needs MORE than this (None: not reached)
+    at_start: bool  # the fine-tune (the zero-shot model) was already below before any training
+
+
+def measured_bound(frontier_points: Sequence[tuple[float, float]], finetune: Sequence[tuple[float, float]]) -> Bound:
+    """A bound that claims only what was measured: the frontier's last point against the fine-tune's curve."""
+    if not frontier_points:
+        raise ValueError("the from-scratch frontier has no points")
+    max_c, scratch_loss = frontier_points[-1]
+    c = first_compute_below(finetune, scratch_loss)
+    at_start = c == 0.0
+    ratio = None if c is None or c == 0.0 else max_c / c
+    return Bound(max_compute=max_c, scratch_loss=scratch_loss, finetune_compute=c, ratio=ratio, at_start=at_start)
+
+
+@dataclass(frozen=True)
+class Extrapolation:
+    """Where a power law fitted to the frontier predicts `target` loss, read no further than the limit."""
+
+    target: float
+    limit: float  # MAX_EXTRAPOLATION x the largest measured compute
+    compute: float | None  # the central fit's estimate; None when it lies beyond `limit` (or never)
+    low: float | None  # the range over refits (None: some refit does not reach the target within the limit)
+    high: float | None
+    fit: Fit | None
+    refits: int
+
+
+def _reach(fit: Fit, target: float, limit: float) -> float | None:
+    c = compute_to_reach(fit, target)
+    return c if c is not None and c <= limit else None
+
+
+def extrapolate(frontier_points: Sequence[tuple[float, float]], target: float, *, resamples: int = 200,
+                seed: int = 0) -> Extrapolation:
+    """Fit the frontier, estimate the compute to reach `target`, with a range from refits.
+
+    The refits: the fit without the earliest point, without the two earliest, and on `resamples` bootstrap
+    resamples of the points. An estimate past MAX_EXTRAPOLATION x the last measured compute is not given:
+    the result then says only that the target lies beyond that limit.
+    """
+    c = np.array([p[0] for p in frontier_points], dtype=float)
+    y = np.array([p[1] for p in frontier_points], dtype=float)
+    limit = MAX_EXTRAPOLATION * float(c.max()) if len(c) else 0.0
+    try:
+        central = fit_power_law(c, y)
+    except ValueError:
+        return Extrapolation(target, limit, None, None, None, None, 0)
+    estimates: list[float | None] = []
+    rng = np.random.default_rng(seed)
+    subsets = [np.arange(k, len(c)) for k in (1, 2)]
+    subsets += [np.sort(rng.choice(len(c), size=len(c), replace=True)) for _ in range(resamples)]
+    for idx in subsets:
+        try:
+            estimates.append(_reach(fit_power_law(c[idx], y[idx]), target, limit))
+        except ValueError:
+            continue  # too few distinct points in this resample
+    reached = [e for e in estimates if e is not None]
+    all_reach = len(reached) == len(estimates) and reached
+    return Extrapolation(
+        target=target, limit=limit, compute=_reach(central, target, limit),
+        low=float(np.percentile(reached, 5)) if all_reach else None,
+        high=float(np.percentile(reached, 95)) if all_reach else None,
+        fit=central, refits=len(estimates),
+    )

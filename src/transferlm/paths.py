@@ -1,0 +1,39 @@
+"""Where every pipeline artifact lives: the one place a path is spelled (dvc.yaml spells them too)."""
+
+from pathlib import Path
+
+RAW = Path("data/raw")
+CLEAN = Path("data/clean")
+TOKENIZED = Path("data/tokenized")
+REVIEW_KEY = Path("data/review_key.csv")
+
+BASE_MODEL = Path("models/base")
+FINETUNED_MODEL = Path("models/finetuned")
+SCRATCH_MODELS = Path("models/scratch")  # one folder per ladder size: models/scratch/<size>
+# The models that generate and evaluate compare, in this order. "scratch" is the from-scratch ladder's
+# best size (transferlm.runs.compared_models picks it).
+MODELS = ("base", "finetuned", "scratch")
+
+CHECKPOINTS = Path("checkpoints")  # resumable training state; outside DVC's outputs, git-ignored
+
+METRICS = Path("metrics")
+PLOTS = Path("plots")
+# Each training run writes a folder: metrics.json, train_loss.csv, val_loss.csv.
+FINETUNE_RUN = METRICS / "finetune"  # the headline fine-tune
+LADDER = METRICS / "ladder"  # scratch runs, one folder per size, on the fine-tune's FLOPs budget
+SCRATCH_LONG = METRICS / "scratch_long"  # the best size again on scratch.long_budget
+SCRATCH_SEEDS = METRICS / "scratch_seeds"  # the best size with other seeds
+FRACTIONS = METRICS / "fractions"  # fine-tune and best scratch size on a fraction of the training split
+ZEROSHOT = METRICS / "zeroshot.json"  # the base model's held-out loss before any training
+STUDY = METRICS / "study"  # the optimizer x lr study: rungs, lr range tests, seeds
+RECOMMENDED = STUDY / "recommended.json"  # the study's choice, read by `train.lr: auto`
+FRONTIER = METRICS / "frontier.json"  # compute saved, data efficiency, best scratch model
+
+SAMPLES_JSONL = Path("reports/samples.jsonl")
+SAMPLES_MD = Path("reports/samples.md")
+REPORT = Path("reports/report.md")
+REPORT_PLOTS = PLOTS / "report"
+
+
+def scratch_model(size: str) -> Path:
+    return SCRATCH_MODELS / size

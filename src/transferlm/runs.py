@@ -1,0 +1,176 @@
+"""Every training run of the pipeline, built from params: the fine-tune, the from-scratch ladder, the
+optimizer x lr study's grid points and lr range tests, and the data-fraction runs.
+
+One place decides what each run is, so a stage only picks which run to make and where to write it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+from transferlm import paths
+from transferlm.errors import InputError
+from transferlm.params import AUTO, Params, Shape, TrainParams
+from transferlm.train import Run
+
+
+def resolve_train(train: TrainParams, recommended: Path = paths.RECOMMENDED) -> TrainParams:
+    """train.* with `auto` optimizer/lr replaced by the study's recommendation (recommended.json)."""
+    if not train.is_auto:
+        return train
+    if not recommended.is_file():
+        raise InputError(f"{recommended}: not found (train.optimizer/lr 'auto' needs the study: dvc repro study_summary)")
+    choice = json.loads(recommended.read_text(encoding="utf-8"))
+    return dataclasses.replace(
+        train,
+        optimizer=choice["optimizer"] if train.optimizer == AUTO else train.optimizer,
+        lr=float(choice["lr"]) if train.lr == AUTO else train.lr,
+    )
+
+
+def derived(train: TrainParams, **changes) -> TrainParams:
+    """Settings for a study or scratch run: the fine-tune's batch, schedule, regularisation and precision,
+    with `changes` (optimizer, lr, steps...). Only these fields are read, so dvc.yaml lists exactly them."""
+    keep = ("batch_size", "grad_accum", "lr_schedule", "weight_decay", "max_grad_norm", "precision")
+    return TrainParams(**{k: getattr(train, k) for k in keep if k not in changes}, **changes)
+
+
+def zero_shot_loss(path: Path = paths.ZEROSHOT) -> float:
+    if not path.is_file():
+        raise InputError(f"{path}: not found (run the zeroshot stage first)")
+    return float(json.loads(path.read_text(encoding="utf-8"))["loss"])
+
+
+def finetune(train: TrainParams, *, name: str = "finetune", seed: int | None = None, fraction: float = 1.0,
+             initial_loss: float | None = None) -> Run:
+    cfg = train if seed is None else dataclasses.replace(train, seed=seed)
+    return Run(name=name, train=cfg, data_fraction=fraction, initial_loss=initial_loss)
+
+
+def grid_point(params: Params, optimizer: str, lr: float, steps: int, *, seed: int | None = None,
+               initial_loss: float | None = None) -> Run:
+    """A study run: the fine-tune's settings with this optimizer and lr, `steps` long, one held-out loss at the end."""
+    cfg = derived(
+        params.train, optimizer=optimizer, lr=lr, max_steps=steps,
+        warmup_steps=min(params.train.warmup_steps, steps // 4),
+        seed=params.train.seed if seed is None else seed, save_every=0,
+    )
+    return Run(name=point_name(optimizer, lr, seed), train=cfg, diverge_factor=params.study.diverge_factor,
+               eval_steps=(steps,), initial_loss=initial_loss)
+
+
+def point_name(optimizer: str, lr: float, seed: int | None = None) -> str:
+    # Must match dvc.yaml's `${item.optimizer}-${item.lr}`: DVC renders floats with Python's str().
+    return f"{optimizer}-{lr}" + (f"-seed{seed}" if seed is not None else "")
+
+
+def lr_find(params: Params, optimizer: str, initial_loss: float | None = None) -> Run:
+    """The lr range test: one short run, lr rising exponentially, no warm-up, stopped once the loss blows up."""
+    study = params.study
+    cfg = derived(params.train, optimizer=optimizer, lr=study.lr_find_min, max_steps=study.lr_find_steps,
+                  warmup_steps=0, save_every=0, lr_schedule="constant", seed=params.train.seed)
+    return Run(name=f"lr_find-{optimizer}", train=cfg, lr_ramp=(study.lr_find_min, study.lr_find_max),
+               diverge_factor=4.0, eval_steps=(study.lr_find_steps,), initial_loss=initial_loss)
+
+
+# ------------------------------------------------------------------------------------ from-scratch ladder
+
+
+def shape_of(params: Params, size: str) -> Shape:
+    shape = params.scratch.shapes.get(size)
+    if shape is None:
+        raise InputError(f"scratch.shapes: no size {size!r}; sizes: {', '.join(params.scratch.shapes)}")
+    return shape
+
+
+def parameter_count(base_dir: Path, shape: Shape | None) -> tuple[int, object]:
+    """(parameters, config) of the base model's family at `shape`, counted without allocating weights."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from transferlm.models import scratch_config
+
+    config = scratch_config(base_dir, shape)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in model.parameters()), config
+
+
+def block_size(data_dir: Path) -> int:
+    from transferlm import data
+
+    return int(data.load_split(data_dir, "validation").shape[1])
+
+
+def scratch(params: Params, size: str, *, budget: float, seed: int | None = None, fraction: float = 1.0,
+            name: str | None = None, base_dir: Path = paths.BASE_MODEL, data_dir: Path = paths.TOKENIZED) -> Run:
+    """Ladder size `size` from random weights, trained for `budget` x the fine-tune's training FLOPs."""
+    from transferlm.optim import flops_per_token
+
+    shape = shape_of(params, size)
+    block = block_size(data_dir)
+    tokens_per_step = params.train.batch_size * params.train.grad_accum * block
+    base_n, base_config = parameter_count(base_dir, None)
+    finetune_flops = params.train.max_steps * tokens_per_step * flops_per_token(base_config, block, base_n)
+    n, config = parameter_count(base_dir, shape)
+    steps = max(1, round(budget * finetune_flops / (tokens_per_step * flops_per_token(config, block, n))))
+    evals = params.scratch.evals
+    # Checkpoints as often as the fine-tune's, in wall-clock terms (the same FLOPs between saves).
+    save_every = params.train.save_every * steps // params.train.max_steps
+    cfg = derived(
+        params.train, optimizer=params.scratch.optimizer, lr=shape.lr, max_steps=steps,
+        warmup_steps=min(params.scratch.warmup_steps, steps // 4), seed=params.train.seed if seed is None else seed,
+        save_every=save_every,
+    )
+    eval_steps = tuple(sorted({max(1, round(steps * (i + 1) / evals)) for i in range(evals)}))
+    return Run(name=name or f"scratch-{size}", train=cfg, init="scratch", shape=shape, data_fraction=fraction,
+               eval_steps=eval_steps)
+
+
+def best_scratch_size(params: Params, ladder_dir: Path = paths.LADDER) -> str:
+    """The ladder size with the lowest final held-out loss at the fine-tune's budget."""
+    losses = {}
+    for size in params.scratch.sizes:
+        metrics_file = ladder_dir / size / "metrics.json"
+        if not metrics_file.is_file():
+            raise InputError(f"{metrics_file}: missing (run `dvc repro scratch` first)")
+        loss = json.loads(metrics_file.read_text(encoding="utf-8"))["final_val_loss"]
+        losses[size] = loss if loss is not None and math.isfinite(loss) else math.inf
+    return min(losses, key=losses.get)
+
+
+# ------------------------------------------------------------------------------------------- running
+
+
+def execute(run: Run, params: Params, out_dir: Path, *, model_out: Path | None = None, card=None,
+            checkpoints: bool = True) -> dict:
+    """Train `run` and write its outputs all-or-nothing: the run folder, and the model when asked.
+
+    `card(metrics) -> ModelCard` makes the model card once the metrics are known.
+    """
+    from transferlm import data, models
+    from transferlm.outputs import staged_outputs
+    from transferlm.train import train, write_run
+
+    heldout = data.heldout_blocks(paths.TOKENIZED, params.evaluate.eval_blocks, params.evaluate.seed)
+    model, result = train(run, data_dir=paths.TOKENIZED, base_dir=paths.BASE_MODEL, heldout=heldout,
+                          checkpoint_dir=paths.CHECKPOINTS / run.name if checkpoints else None)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # under `accelerate launch`, one process writes
+        return result.metrics
+    finals = [out_dir] + ([model_out] if model_out else [])
+    with staged_outputs(*finals) as temps:
+        write_run(temps[0], result)
+        if model_out:
+            models.save_model(model, paths.BASE_MODEL, temps[1], card(result.metrics) if card else None)
+    return result.metrics
+
+
+def compared_models(params: Params) -> dict[str, Path]:
+    """The models that generate and evaluate compare: base, fine-tuned, and the best from-scratch size."""
+    return {"base": paths.BASE_MODEL, "finetuned": paths.FINETUNED_MODEL,
+            "scratch": paths.scratch_model(best_scratch_size(params))}

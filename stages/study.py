@@ -1,0 +1,112 @@
+"""study stage: which optimizer and learning rate fine-tune best, by successive halving over the grid.
+
+    python stages/study.py grid --optimizer adamw --lr 0.001   # round 0: one grid point, short budget
+    python stages/study.py halving                             # later rounds: the best 1/eta, eta x longer
+    python stages/study.py seed --seed 2                       # the last round's runs with another seed
+    python stages/study.py lr-find --optimizer adamw           # the lr range test of one optimizer
+    python stages/study.py summarize                           # metrics/study.json and the recommendation
+"""
+
+from pathlib import Path
+
+import typer
+
+from transferlm import paths, runs, study
+from transferlm.cli import run_stage
+from transferlm.outputs import dump_json, staged_outputs, write_csv
+from transferlm.params import load_params
+
+app = typer.Typer(add_completion=False, help=__doc__)
+PARAMS = typer.Option(Path("params.yaml"), "--params", help="The params file.")
+ROUND0 = paths.STUDY / "round0"
+HALVING = paths.STUDY / "halving"
+SEEDS = paths.STUDY / "seeds"
+LR_FIND = paths.STUDY / "lr_find"
+
+
+@app.command()
+def grid(optimizer: str = typer.Option(..., help="One of study.optimizers."),
+         lr: float = typer.Option(..., help="One of study.lrs."), params_file: Path = PARAMS) -> None:
+    """Round 0: one grid point for the first (shortest) budget of successive halving."""
+    params = load_params(params_file)
+    steps = study.rung_steps(params.train.max_steps, params.study.rungs, params.study.eta)[0]
+    run = runs.grid_point(params, optimizer, lr, steps, initial_loss=runs.zero_shot_loss())
+    run.train.validate()  # optimizer and lr come from the command line
+    runs.execute(run, params, ROUND0 / runs.point_name(optimizer, lr), checkpoints=False)
+
+
+@app.command()
+def halving(params_file: Path = PARAMS) -> None:
+    """Rounds 1..study.rungs-1: each keeps the best 1/eta of the previous round and runs it eta x longer."""
+    params = load_params(params_file)
+    start = runs.zero_shot_loss()
+    steps = study.rung_steps(params.train.max_steps, params.study.rungs, params.study.eta)
+    survivors = study.read_runs(ROUND0)
+    with staged_outputs(HALVING) as (tmp,):
+        tmp.mkdir()
+        for k in range(1, params.study.rungs):
+            survivors = study.promote(survivors, params.study.eta, start)
+            results = []
+            for m in survivors:
+                run = runs.grid_point(params, m["optimizer"], m["lr"], steps[k], initial_loss=start)
+                results.append(runs.execute(run, params, tmp / f"round{k}" / run.name, checkpoints=False))
+            survivors = results
+
+
+def _last_round(params) -> list[dict]:
+    start = runs.zero_shot_loss()
+    if params.study.rungs == 1:
+        return study.promote(study.read_runs(ROUND0), params.study.eta, start)
+    return study.read_runs(HALVING / f"round{params.study.rungs - 1}")
+
+
+@app.command()
+def seed(seed: int = typer.Option(..., help="The seed (of batch order)."), params_file: Path = PARAMS) -> None:
+    """The last round's runs again with another seed: their spread tells a real difference from noise."""
+    params = load_params(params_file)
+    with staged_outputs(SEEDS / str(seed)) as (tmp,):
+        tmp.mkdir()
+        for m in _last_round(params):
+            run = runs.grid_point(params, m["optimizer"], m["lr"], m["steps"], seed=seed,
+                                  initial_loss=runs.zero_shot_loss())
+            runs.execute(run, params, tmp / run.name, checkpoints=False)
+
+
+@app.command(name="lr-find")
+def lr_find(optimizer: str = typer.Option(..., help="One of study.optimizers."), params_file: Path = PARAMS) -> None:
+    """The lr range test: one short run with the lr rising exponentially; loss against lr."""
+    params = load_params(params_file)
+    run = runs.lr_find(params, optimizer, initial_loss=runs.zero_shot_loss())
+    run.train.validate()
+    runs.execute(run, params, LR_FIND / optimizer, checkpoints=False)
+
+
+@app.command()
+def summarize(params_file: Path = PARAMS) -> None:
+    """metrics/study.json (grid, rounds, finalists, ties, per-optimizer findings), recommended.json, plots."""
+    params = load_params(params_file)
+    start = runs.zero_shot_loss()
+    rounds = [study.read_runs(HALVING / f"round{k}") for k in range(1, params.study.rungs)]
+    seed_runs = [m for s in params.study.seeds for m in study.read_runs(SEEDS / str(s))]
+    finds, find_rows = {}, []
+    for optimizer in params.study.optimizers:
+        curve = study.read_curve(LR_FIND / optimizer / "train_loss.csv")
+        finds[optimizer] = study.lr_find_suggestion([r["lr"] for r in curve], [r["loss"] for r in curve])
+        for r, smooth in zip(curve, finds[optimizer].pop("smoothed")):
+            find_rows.append({"optimizer": optimizer, "lr": r["lr"], "loss": r["loss"], "smoothed": smooth})
+    summary = study.summarize(study.read_runs(ROUND0), rounds, seed_runs, finds, start, params.study.eta)
+    summary["rung_steps"] = study.rung_steps(params.train.max_steps, params.study.rungs, params.study.eta)
+    summary["lr_find"] = finds
+    plots = paths.PLOTS / "study"
+    with staged_outputs(paths.METRICS / "study.json", paths.RECOMMENDED, plots) as (summary_tmp, rec_tmp, plots_tmp):
+        dump_json(summary_tmp, summary)
+        dump_json(rec_tmp, summary["recommended"])
+        plots_tmp.mkdir()
+        write_csv(plots_tmp / "grid.csv", [
+            {"optimizer": r["optimizer"], "lr": r["lr"], "final_val_loss": r["final_val_loss"], "status": r["status"]}
+            for r in summary["grid"] if r["status"] != study.DIVERGED])  # a diverged run has no loss to draw
+        write_csv(plots_tmp / "lr_find.csv", find_rows)
+
+
+if __name__ == "__main__":
+    run_stage(app)

@@ -1,0 +1,44 @@
+"""zeroshot stage: the base model's held-out loss before any training -> metrics/zeroshot.json.
+
+Measured once: every fine-tuning run starts from this loss, and the study labels a run that ends above it
+"worse than no training".
+"""
+
+import math
+import os
+from pathlib import Path
+
+import torch
+
+import typer
+
+from transferlm import data, models, paths
+from transferlm.cli import run_stage
+from transferlm.device import last_precision_decision, pick_device, resolve_precision
+from transferlm.heldout import heldout_loss
+from transferlm.outputs import write_json
+from transferlm.params import load_params
+from transferlm.precision import cpu_model
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+@app.command(help=__doc__)
+def main(params_file: Path = typer.Option(Path("params.yaml"), "--params", help="The params file.")) -> None:
+    params = load_params(params_file)
+    heldout = data.heldout_blocks(paths.TOKENIZED, params.evaluate.eval_blocks, params.evaluate.seed)
+    model = models.load_pretrained(paths.BASE_MODEL).to(pick_device())
+    precision = resolve_precision(params.train.precision, pick_device(), hidden_size=model.config.hidden_size,
+                                  intermediate_size=getattr(model.config, "intermediate_size", None),
+                                  tokens=params.train.batch_size * heldout.shape[1])
+    loss, tokens = heldout_loss(model, heldout, params.evaluate.batch_size, precision)
+    write_json(paths.ZEROSHOT, {"loss": loss, "perplexity": math.exp(loss), "tokens": tokens,
+                                "blocks": len(heldout), "precision": precision,
+                                "precision_choice": last_precision_decision(),
+                                # The machine every figure of this run comes from (the report says so).
+                                "cpu": cpu_model(), "cores": os.cpu_count(),
+                                "device": str(pick_device()), "torch": torch.__version__})
+
+
+if __name__ == "__main__":
+    run_stage(app)
