@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from transferlm.clean import (
     RULES,
     Document,
@@ -180,3 +182,58 @@ def test_stage_with_every_document_dropped_is_a_one_line_error(tmp_path):
         "error: data/raw: no document left after cleaning (all dropped; see clean.min_chars)"
     )
     assert not (project / "data/clean").exists() and not (project / "metrics").exists()
+
+
+# --- linear time (issue 12: a 32 KB line of `**x ` took 9 s, and each doubling quadrupled it) -----------
+
+# One long line (or paragraph) of each shape that made a rule rescan the rest of the text from every
+# position: openers with no closer, brackets and comments never closed, runs a rule backtracks over.
+ADVERSARIAL = ["**x ", "*x ", "_x ", "__x ", "*", "**A**", "___a", "[", "[a](", "<!--", "<a ", "# " + " " * 64 + "x",
+               " " * 64 + "x", "\\", "&", "1 ", "*** ", " \n",
+               # script_layout: notes and boneyard never closed, a line of tabs, bracketed directions never
+               # closed; and (head, shape, tail): one run of the shape between the two, here headings and
+               # cues with a long run of spaces before their last word, extensions never closed
+               "\t", "[[", "/* ", "a [",
+               ("# a", " ", "b"), ("INT. A", " ", "B"), ("12 INT. A", " ", "12 B"), ("@A", " ", "B"),
+               ("@A", "(", "")]  # fmt: skip
+# script_layout returns a document it does not recognise unchanged, so it also gets each shape after the
+# opening of each layout it converts, where the shape reaches that layout's patterns and loops.
+LAYOUT_OPENINGS = {
+    "screenplay": "INT. HOUSE - DAY\n\n" + "".join(f"{' ' * 20}{n}\n{' ' * 10}Hello.\n\n" for n in ("BOB", "ALICE"))
+    + " " * 20 + "BOB\n",  # the shape follows a cue: dialogue, for the shapes that are dialogue lines
+    "play": "".join(f"HAMLET. Word {i}.\nHORATIO. Word {i}.\n" for i in range(6)) + "HAMLET. ",
+    "markdown": "# Play\n\n" + "".join(f"**HAMLET**\nWord {i}.\n\n**HORATIO**\nWord {i}.\n\n" for i in range(3)),
+}
+
+
+def _best_time(rule, text: str, repeats: int) -> float:
+    import time
+
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        rule(text)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@pytest.mark.parametrize("shape", ADVERSARIAL)
+def test_every_rule_takes_linear_time_on_adversarial_lines(shape):
+    head, shape, tail = shape if isinstance(shape, tuple) else ("", shape, "")
+    # Asserted as a growth ratio, not a wall-clock limit: CI machines (and this one, shared) vary by
+    # several x in speed, which a fixed "1 MB in 2 s" would turn into flaky failures, while 8x the text
+    # taking ~8x the time (linear) or ~64x (quadratic) is a difference no machine's noise hides.
+    # Best of several runs, so one slow moment cannot inflate the numerator; the small time is floored at
+    # 10 ms so that rules taking microseconds do not turn timer noise into a ratio (a quadratic rule
+    # takes seconds on the small text already).
+    # (On this project's 2-core machine every rule below cleans 1 MB of each shape in well under 2 s.)
+    small, large = 64_000, 512_000
+    for name, rule in RULES:
+        openings = {"": "", **LAYOUT_OPENINGS} if name == "script_layout" else {"": ""}
+        for layout, opening in openings.items():
+            what = f"{name} on {head!r} + {shape!r} * n + {tail!r}" + (f" after a {layout} opening" if layout else "")
+            t_small = max(_best_time(rule, opening + head + (shape * small)[:small] + tail, 3), 0.01)
+            # A quadratic rule would spend minutes on the large text; fail fast instead (linear: ~10 ms here).
+            assert t_small < 3, f"{what}: {t_small:.1f}s for 64 KB"
+            t_large = _best_time(rule, opening + head + (shape * large)[:large] + tail, 2)
+            assert t_large / t_small < 24, f"{what}: {t_small:.3f}s -> {t_large:.3f}s for 8x the text"

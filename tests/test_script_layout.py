@@ -179,8 +179,7 @@ Who's there?
 
 FRANCISCO:
 [startled, raising his pike]
-Nay, answer me.
-Stand and unfold yourself.
+Nay, answer me. Stand and unfold yourself.
 
 [CUT TO:]
 EXT. GATE - CONTINUOUS
@@ -241,3 +240,160 @@ def test_real_hamlet_full_pipeline():
     assert stats["script_layout"]["count"] > 1000
     for mark in ",.;:!?'-":
         assert mark in text
+
+
+# --- screenplays in both layouts ---------------------------------------------------------------------
+
+SCREENPLAYS = Path(__file__).parent / "data" / "screenplays"
+
+
+def cleaned(name: str) -> tuple[str, dict]:
+    text, stats = clean_text((SCREENPLAYS / name).read_text(encoding="utf-8"), CleanParams())
+    return text + "\n", stats
+
+
+def test_fountain_and_printed_layouts_clean_to_the_same_text():
+    expected = (SCREENPLAYS / "night_shift.expected.txt").read_text(encoding="utf-8")
+    fountain, fountain_stats = cleaned("night_shift.fountain")
+    printed, printed_stats = cleaned("night_shift.txt")
+    assert fountain == expected
+    assert printed == expected
+    for stats in (fountain_stats, printed_stats):
+        assert stats["script_layout"]["scenes"] == 2 and stats["script_layout"]["speeches"] == 6
+    # the printed copy's cue after the page break, MARGO (CONT'D), is read and merged into her speech
+    assert (fountain_stats["script_layout"]["cues"], printed_stats["script_layout"]["cues"]) == (6, 7)
+
+
+def test_printed_layout_keeps_every_dialogue_line_and_cue():
+    source = (SCREENPLAYS / "pdf_extract.txt").read_text(encoding="utf-8").split("\n")
+    text, _ = cleaned("pdf_extract.txt")
+    assert text == (SCREENPLAYS / "pdf_extract.expected.txt").read_text(encoding="utf-8")
+    cues = [line.strip().split(" (")[0] for line in source if line.startswith(" " * 25)]
+    dialogue = [line.strip() for line in source if line.startswith(" " * 15) and not line.startswith(" " * 16)]
+    assert len(cues) == 4 and len(dialogue) == 10
+    assert [line[:-1] for line in text.split("\n") if line.endswith(":")] == cues
+    speech_text = " ".join(line for line in text.split("\n") if not line.endswith(":"))
+    position = 0
+    for line in dialogue:  # every dialogue line, in order, none lost
+        found = speech_text.find(line.strip("()"), position)
+        assert found >= 0, line
+        position = found
+    # one line per stretch of speech: no 35-column breaks left
+    assert "They say the house goes to auction in May.\n" in text and "STOP. Please. Not today.\n" in text
+
+
+def test_plays_keep_their_verse_line_breaks():
+    text, _ = to_canonical_layout(GUTENBERG)
+    assert "For this relief much thanks. 'Tis bitter cold,\nAnd I am sick at heart.\n" in text
+
+
+FOUNTAIN_SYNTAX = """Title:
+    _A Short_
+    Test
+Author: Nobody
+
+.OPENING CREDITS
+
+!THE LIGHTS FADE.
+
+INT. HALL - NIGHT #12#
+
+/* Boneyard:
+cut for time */
+ANNA ^
+Who's there?
+
+BEN ^
+Nobody.
+
+# Section: outline only
+= Synopsis: outline only
+===
+
+@van Buren (O.S.)
+(singing)
+~Oh the night is long
+~and the hall is cold
+[[a note inside the speech]]
+
+> FADE TO:
+
+> INTERMISSION <
+
+EXT. GARDEN - DAY
+
+ANNA
+Done.
+"""
+
+FOUNTAIN_SYNTAX_CANONICAL = """A Short Test
+OPENING CREDITS
+[THE LIGHTS FADE.]
+INT. HALL - NIGHT
+
+ANNA:
+Who's there?
+
+BEN:
+Nobody.
+
+VAN BUREN:
+[O.S.]
+[singing]
+Oh the night is long and the hall is cold
+
+[FADE TO:]
+[INTERMISSION]
+EXT. GARDEN - DAY
+
+ANNA:
+Done."""
+
+
+def test_fountain_syntax():
+    text, stats = clean_text(FOUNTAIN_SYNTAX, CleanParams())
+    assert text == FOUNTAIN_SYNTAX_CANONICAL
+    counts = {k: stats["script_layout"][k] for k in ("scenes", "cues", "speeches")}
+    assert counts == {"scenes": 3, "cues": 4, "speeches": 4}
+
+
+# --- linear time: the loops (tests/test_clean.py times every rule's patterns on long lines) ------------
+
+
+def _growth(run, make) -> float:
+    """Time for 8x the input over time for the input (best of 2, the small time floored at 10 ms)."""
+    import time
+
+    times = []
+    for size in (32_000, 256_000):
+        arg, best = make(size), float("inf")
+        for _ in range(2):
+            start = time.perf_counter()
+            run(arg)
+            best = min(best, time.perf_counter() - start)
+        times.append(best)
+    return times[1] / max(times[0], 0.01)
+
+
+def test_long_paragraphs_and_speeches_take_linear_time():
+    # Each used to rescan the rest of a paragraph (or copy the whole speech) once per line: an unclosed
+    # `_direction` line followed by many lines, an unclosed `[direction` in a plain-text play, and a
+    # screenplay speech of many wrapped lines joined into one. ~8 when linear, ~64 when quadratic.
+    from transferlm.layout_blocks import Builder
+
+    def markdown(n: int) -> str:  # enough cues for the document to read as a markdown play
+        return "**A**\nx\n\n" * (n // 40) + "_a\n" * (n // 4)
+
+    def plain_play(n: int) -> str:
+        return "HAMLET. Word.\nHORATIO. Word.\n" * (n // 200) + "HAMLET. Speech.\n" + "[a\n" * (n // 3)
+
+    def speech(lines: int) -> None:
+        out = Builder()
+        out.cue("BOB")
+        for _ in range(lines):
+            out.line("wrapped dialogue", join=True)
+        out.render()
+
+    assert _growth(to_canonical_layout, markdown) < 24
+    assert _growth(to_canonical_layout, plain_play) < 24
+    assert _growth(speech, lambda n: n // 4) < 24

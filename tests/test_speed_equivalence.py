@@ -133,3 +133,12 @@ def test_compiled_layers_give_the_same_loss_and_gradients(tiny):
     assert loss == pytest.approx(plain_loss, rel=2e-3)
     assert _cosine(grads, plain_grads) > 0.999
     assert all("forward" not in vars(layer) for layer in layers)  # back to the class's own forward
+
+
+def test_a_lever_measured_slower_on_one_precision_is_off_only_there(monkeypatch):
+    monkeypatch.setattr(speed, "SLOWER_ON", {"bf16": frozenset(), "fp32": frozenset({"short_attention"})})
+    cpu = torch.device("cpu")
+    assert speed.attention_implementation(cpu, 128, "sdpa", precision="bf16") == speed.SHORT_ATTENTION
+    assert speed.attention_implementation(cpu, 128, "sdpa", precision="fp32") == "sdpa"
+    monkeypatch.setattr(speed.LEVERS, "short_attention", False)  # switched off: off on every path
+    assert speed.attention_implementation(cpu, 128, "sdpa", precision="bf16") == "sdpa"

@@ -11,7 +11,8 @@ a pure function str -> (str, edits); the order is fixed because later rules rely
                     script_layout, which would otherwise read `(MORE)` as a parenthetical
   4. script_layout  must see the markdown cues (`**HAMLET**`) and directions (`_Exit_`) that markup
                     would strip; it rewrites them to `HAMLET:` and `[Exit]`
-  5. markup         strips whatever markdown/HTML is left (emphasis inside speeches, prose documents)
+  5. markup         strips whatever markdown/HTML is left (emphasis inside speeches, prose documents);
+                    its code is in transferlm.markup
   6. whitespace     last, to tidy the blank lines and trailing spaces the other rules leave behind
 
 Each rule can be switched off in params.yaml (clean.*); metrics/clean.json records, per rule, the
@@ -22,7 +23,6 @@ of edits.
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import logging
 import re
@@ -34,8 +34,9 @@ from tqdm import tqdm
 
 from transferlm.corpus import Document
 from transferlm.errors import InputError
+from transferlm.markup import strip_markup
 from transferlm.params import CleanParams
-from transferlm.script_layout import to_canonical_layout
+from transferlm.script_layout import to_canonical_layout_counted
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,10 @@ def fix_unicode(text: str) -> tuple[str, int]:
     if not unicodedata.is_normalized("NFKC", text):
         count += sum(1 for ch in text if not unicodedata.is_normalized("NFKC", ch))
         text = unicodedata.normalize("NFKC", text)
+        # NFKC can make characters of the table (a vertical-form em dash becomes an em dash): map those
+        # too, so that the rule is idempotent. The table's outputs are ASCII, which NFKC leaves alone.
+        text, more = _PLAIN_RE.subn(lambda m: _PLAIN[m.group()], text)
+        count += more
     return text, count
 
 
@@ -110,34 +115,9 @@ def strip_boilerplate(text: str) -> tuple[str, int]:
     return text, count + lines
 
 
-# --- markup ------------------------------------------------------------------------------------
-
-_NOT_BLANK = r"(?:[^\n]|\n(?!\n))"  # emphasis may wrap a line, never a paragraph
-_MARKUP = [  # (pattern, replacement) in order: tags before entities, so `&lt;b&gt;` stays text
-    (re.compile(r"<!--.*?-->", re.S), ""),
-    (re.compile(r"<br\s*/?>|</p\s*>", re.I), "\n"),
-    (re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>"), ""),
-    (re.compile(r"!?\[([^\]\n]*)\]\([^)\n]*\)"), r"\1"),  # [text](url), ![alt](src)
-    (re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$", re.M), r"\1"),
-    (re.compile(rf"(?<!\\)(\*\*|__)(?=\S)({_NOT_BLANK}+?)(?<=[^\s\\])\1"), r"\2"),
-    (re.compile(rf"(?<![\w\\*])\*(?=[^\s*])({_NOT_BLANK}+?)(?<=[^\s\\*])\*(?![\w*])"), r"\1"),
-    (re.compile(rf"(?<![\w\\])_+(?=[^\s_])({_NOT_BLANK}+?)(?<=[^\s\\_])_+(?!\w)"), r"\1"),
-    (re.compile(r"\\([\\`*_{}\[\]()#+\-.!|>~])"), r"\1"),  # markdown escapes: \[ -> [
-    (re.compile(r"&(?:#\d+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]{1,31});"), lambda m: html.unescape(m[0])),
-]  # fmt: skip
-
-
-def strip_markup(text: str) -> tuple[str, int]:
-    count = 0
-    for pattern, replacement in _MARKUP:
-        text, n = pattern.subn(replacement, text)
-        count += n
-    return text, count
-
-
 # --- whitespace --------------------------------------------------------------------------------
 
-_TRAILING = re.compile(r" +$", re.M)
+_TRAILING = re.compile(r"(?<! ) +$", re.M)  # from the start of a run only: linear, not quadratic
 _BLANK_RUNS = re.compile(r"\n{3,}")
 
 
@@ -152,12 +132,14 @@ def normalise_whitespace(text: str) -> tuple[str, int]:
 
 # --- the pipeline ------------------------------------------------------------------------------
 
-Rule = Callable[[str], tuple[str, int]]
+# A rule returns its number of edits, or a mapping that holds "count" and its own tallies (script_layout:
+# scenes, cues, speeches), which metrics/clean.json records next to chars_removed.
+Rule = Callable[[str], tuple[str, int | dict[str, int]]]
 RULES: tuple[tuple[str, Rule], ...] = (
     ("control_chars", drop_control_chars),
     ("unicode", fix_unicode),
     ("boilerplate", strip_boilerplate),
-    ("script_layout", to_canonical_layout),
+    ("script_layout", to_canonical_layout_counted),
     ("markup", strip_markup),
     ("whitespace", normalise_whitespace),
 )
@@ -170,7 +152,8 @@ def clean_text(text: str, params: CleanParams) -> tuple[str, dict[str, dict[str,
         if not getattr(params, name):
             continue
         cleaned, count = rule(text)
-        stats[name] = {"chars_removed": len(text) - len(cleaned), "count": count}
+        tallies = count if isinstance(count, dict) else {"count": count}
+        stats[name] = {"chars_removed": len(text) - len(cleaned)} | tallies
         text = cleaned
     return text, stats
 
@@ -191,8 +174,8 @@ def clean_corpus(docs: list[Document], params: CleanParams) -> tuple[list[Docume
     for doc in tqdm(docs, desc="clean", unit="doc"):
         text, stats = clean_text(doc.text, params)
         for name, s in stats.items():
-            rules[name]["chars_removed"] += s["chars_removed"]
-            rules[name]["count"] += s["count"]
+            for tally, value in s.items():
+                rules[name][tally] = rules[name].get(tally, 0) + value
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
         if len(text) < params.min_chars:
             drop, reason = "min_chars", f"shorter than min_chars ({len(text)} < {params.min_chars})"

@@ -136,11 +136,12 @@ def data_section(fr: dict | None, plots_dir, link: str) -> str:
     parts.append(table(["share", "training tokens available", "fine-tune loss", "scratch loss, same data",
                         "scratch needs (tokens)"], rows))
     smallest = fr["data_efficiency"][0]
-    if not smallest["data_multiplier"]:
-        notes.append(f"With {fmt_int(smallest['finetune_tokens_available'])} tokens the fine-tune reached "
-                     f"{fmt_loss(smallest['finetune_loss'])}, which no scratch run reached with up to "
-                     f"{fmt_int(smallest['scratch_tokens_needed_more_than'])} tokens: pretraining is worth more "
-                     f"than {fmt_ratio(smallest['data_multiplier_more_than'])} the data here (a bound).")
+    seen = fr["finetune"]["tokens"]
+    if seen <= smallest["finetune_tokens_available"] * 1.5:
+        losses = [r["finetune_loss"] for r in fr["data_efficiency"]]
+        notes.append(f"At this budget the fine-tune sees only {fmt_int(seen)} training tokens, so even the smallest "
+                     f"share ({fmt_int(smallest['finetune_tokens_available'])} tokens) is about all it uses: its loss "
+                     f"stays between {fmt_loss(min(losses))} and {fmt_loss(max(losses))} across the shares.")
     parts += notes
     charts.plot_data_efficiency(fr["data_efficiency"], fr["zero_shot_loss"], plots_dir / "data_efficiency.png")
     parts.append(image("Data efficiency", link, "data_efficiency.png"))
@@ -150,21 +151,41 @@ def data_section(fr: dict | None, plots_dir, link: str) -> str:
 # ----------------------------------------------------------------------------------------- the study
 
 
-def optimizer_sentence(name: str, o: dict, fastest: float) -> str:
+def lr_find_reading(rows: list[dict]) -> dict:
+    """What one lr range test shows beyond its suggestion: where its loss blew up (smoothed loss 10% above
+    its start), and how noisy it was (the spread of the raw loss before that, batch to batch)."""
+    import statistics
+
+    start = rows[0]["smoothed"]
+    blown = next((r["lr"] for r in rows if r["smoothed"] > 1.1 * start), None)
+    before = [r["loss"] for r in rows if blown is None or r["lr"] < blown]
+    return {"blows_up_at": blown, "noise": statistics.stdev(before) if len(before) > 2 else None,
+            "first_lr": rows[0]["lr"]}
+
+
+def optimizer_sentence(name: str, o: dict, fastest: float, step_seconds: float, finder: dict | None = None) -> str:
     improves = ", ".join(f"{lr:g}" for lr in o["improves_at"]) or "none"
     text = (f"**{name}**: best lr **{o['best_lr']:g}** ({o['best_lr_from']}, {o['best_lr_steps']} steps, held-out "
             f"loss {fmt_loss(o['best_lr_loss'])}); beats the zero-shot model at lr {improves}")
     if o["worse_at"]:
         text += f"; worse than no training at {', '.join(f'{lr:g}' for lr in o['worse_at'])}"
     text += f"; diverges at {', '.join(f'{lr:g}' for lr in o['diverges_at'])}" if o["diverges_at"] else "; never diverged"
-    slower = o["seconds_per_step"] / fastest
-    text += (f". {o['seconds_per_step']:.2f} s/step ({fmt_ratio(slower)} the fastest), so at equal wall-clock "
-             f"it gets {1 / slower:.2f}× the steps" if slower > 1.02 else f". {o['seconds_per_step']:.2f} s/step, "
+    slower = step_seconds / fastest
+    text += (f". {step_seconds:.2f} s/step ({fmt_ratio(slower)} the fastest), so at equal wall-clock "
+             f"it gets {1 / slower:.2f}× the steps" if slower > 1.02 else f". {step_seconds:.2f} s/step, "
              f"the fastest")
     if o.get("lr_find_suggestion"):
         ratio = o["lr_find_suggestion"] / o["best_lr"]
         text += (f". The lr range test suggested {o['lr_find_suggestion']:.2g} "
                  f"({fmt_ratio(ratio) if ratio >= 1 else f'1/{fmt_ratio(1 / ratio)}'} the grid's best)")
+        if finder and finder["first_lr"] == o["lr_find_suggestion"] and finder["noise"]:
+            text += (f", its very first lr: no valley showed, because the loss moved from batch to batch by "
+                     f"{finder['noise']:.2f} nats (std), more than the lr changed it; the cheap test would not "
+                     f"have found the grid's best at this budget")
+        if finder and finder["blows_up_at"]:
+            first_div = min(o["diverges_at"], default=None)
+            text += (f". Its loss blew up from lr {finder['blows_up_at']:.2g}"
+                     + (f" (the grid's runs diverged from {first_div:g})" if first_div else ""))
     return text + "."
 
 
@@ -197,8 +218,15 @@ def study_section(st: dict | None, plots_dir, link: str) -> str:
     parts.append(f"**Recommended: {rec['optimizer']} at lr {rec['lr']:g}** (mean {fmt_loss(rec['mean'])} ± "
                  f"{rec['std']:.3f}). " + (f"Tied with it within the seed spread: {', '.join(ties)}: the study cannot "
                  f"tell these apart." if ties else "No finalist is within the seed spread of it."))
-    fastest = min(o["seconds_per_step"] for o in st["optimizers"].values())
-    parts += [optimizer_sentence(name, o, fastest) for name, o in st["optimizers"].items()]
+    # Steady-state step times (first step and evaluations excluded) when the run folders are at hand.
+    speed = {n: st.get("speed", {}).get(n, o["seconds_per_step"]) for n, o in st["optimizers"].items()}
+    fastest = min(speed.values())
+    parts.append("At equal steps the final losses above compare directly; at equal wall-clock, each optimizer's "
+                 "steady step time (median over its study runs) says how many steps it gets:")
+    finders = {n: lr_find_reading([r for r in st.get("lr_find_rows", []) if r["optimizer"] == n])
+               for n in st["optimizers"] if any(r["optimizer"] == n for r in st.get("lr_find_rows", []))}
+    parts += [optimizer_sentence(name, o, fastest, speed[name], finders.get(name))
+              for name, o in st["optimizers"].items()]
     if st.get("lr_find_rows"):
         marks = {n: {"suggestion": o.get("lr_find_suggestion"), "grid_best": o["best_lr"]}
                  for n, o in st["optimizers"].items()}

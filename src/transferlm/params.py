@@ -337,10 +337,16 @@ class Params:
     study: StudyParams = field(default_factory=StudyParams)
     generate: GenerateParams = field(default_factory=GenerateParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    # How the training stages' commands start Python (dvc.yaml: `cmd: ${launch} stages/train.py`): `python`, or
+    # a launcher for several processes, GPUs or machines (README, Scale-out). Read by DVC, not by the code.
+    launch: str = "python"
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):
-            getattr(self, f.name).validate()
+            section = getattr(self, f.name)
+            if dataclasses.is_dataclass(section):
+                section.validate()
+        _check(bool(self.launch.strip()), "launch", "empty launcher (use python)")
 
 
 _LR_ITEM = re.compile(r"\.lrs\[\d+\]$")  # study.lrs[0], sweep.lrs[2], ...

@@ -106,6 +106,19 @@ def _curve(path: Path) -> list[dict] | None:
     return None if frame is None else frame.to_dict("records")
 
 
+def _step_seconds(study_dir: Path) -> dict[str, float]:
+    """Per optimizer, the median steady-state seconds per step over all its study runs (first step and
+    held-out evaluations excluded: tokens per step / the run's measured tokens per second)."""
+    import statistics
+
+    per_optimizer: dict[str, list[float]] = {}
+    for path in study_dir.glob("**/metrics.json"):
+        m = json.loads(path.read_text(encoding="utf-8"))
+        if m.get("tokens_per_s") and m.get("steps") and not m.get("diverged") and "lr_find" not in m.get("name", ""):
+            per_optimizer.setdefault(m["optimizer"], []).append(m["tokens"] / m["steps"] / m["tokens_per_s"])
+    return {name: statistics.median(values) for name, values in per_optimizer.items()}
+
+
 def load_inputs(root: Path) -> Inputs:
     metrics = root / paths.METRICS
     frontier = _read_json(metrics / "frontier.json", ("bound", "ladder", "data_efficiency", "seeds"))
@@ -115,10 +128,12 @@ def load_inputs(root: Path) -> Inputs:
             row["curve"] = _curve(root / paths.LADDER / row["size"] / "val_loss.csv")
         frontier["scratch_long"]["curve"] = _curve(root / paths.SCRATCH_LONG / "val_loss.csv")
     study = _read_json(metrics / "study.json", ("grid", "rounds", "finalists", "recommended", "optimizers"))
+    if study is not None:
+        study["speed"] = _step_seconds(root / paths.STUDY)
     lr_find = root / paths.PLOTS / "study" / "lr_find.csv"
     if study is not None and lr_find.is_file():
         with lr_find.open(encoding="utf-8") as f:
-            study["lr_find_rows"] = [{"optimizer": r["optimizer"], "lr": float(r["lr"]),
+            study["lr_find_rows"] = [{"optimizer": r["optimizer"], "lr": float(r["lr"]), "loss": float(r["loss"]),
                                       "smoothed": float(r["smoothed"])} for r in csv.DictReader(f)]
     timings = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((metrics / "timings").glob("*.json"))]
     return Inputs(

@@ -1,6 +1,6 @@
 """What makes the training step fast, each lever switchable so bench/train_throughput.py can weigh it.
 
-The levers, all on by default (measured figures in bench/README.md):
+The levers, on by default where measured faster (figures per CPU and precision in bench/README.md):
 
 - fused_loss: the causal-LM loss without the full logits. SmolLM2's head turns every hidden state into
   49,152 logits: 50M per batch of 8 x 128. The stock path keeps them in bf16, copies them to fp32,
@@ -48,6 +48,28 @@ class Levers:
 # The training code reads these; bench/train_throughput.py switches them off one at a time (mutate
 # this object; do not rebind the name, other modules hold it).
 LEVERS = Levers()
+
+# Levers measured *slower* on one precision's path (bench/train_throughput.py --lever-precision): off by
+# default there. The bf16 path was measured on the AMD EPYC (every lever faster or memory-neutral-better);
+# bf16 is fast on some CPUs and slow on others, so `precision: auto` may train in fp32, and a lever that
+# pays for itself in bf16 need not in fp32. Empty sets: no lever has yet measured slower on either path.
+SLOWER_ON: dict[str, frozenset[str]] = {"bf16": frozenset(), "fp32": frozenset()}
+
+
+def lever_on(name: str, precision: str | None = None) -> bool:
+    """Whether lever `name` applies on this precision's path: switched on in LEVERS, not measured slower.
+
+    precision None: the one this process last resolved (transferlm.device), else bf16's defaults.
+    """
+    if not getattr(LEVERS, name):
+        return False
+    if precision is None:
+        from transferlm.device import last_precision_decision
+
+        precision = last_precision_decision().get("precision", "bf16")
+    return name not in SLOWER_ON.get(precision, frozenset())
+
+
 COMPILE_MIN_FLOPS = 5e13  # training FLOPs below which compiling costs more time than it saves
 
 
@@ -245,9 +267,10 @@ def _register_short_attention() -> None:
     ALL_MASK_ATTENTION_FUNCTIONS.register(SHORT_ATTENTION, sdpa_mask)
 
 
-def attention_implementation(device: torch.device, block_size: int, default: str) -> str:
-    """The transformers attn_implementation to train with on this device and block size."""
-    if LEVERS.short_attention and device.type == "cpu" and block_size <= SHORT_ATTENTION_MAX_TOKENS:
+def attention_implementation(device: torch.device, block_size: int, default: str,
+                             precision: str | None = None) -> str:
+    """The transformers attn_implementation to train with on this device, block size and precision."""
+    if lever_on("short_attention", precision) and device.type == "cpu" and block_size <= SHORT_ATTENTION_MAX_TOKENS:
         _register_short_attention()
         return SHORT_ATTENTION
     return default
@@ -256,9 +279,9 @@ def attention_implementation(device: torch.device, block_size: int, default: str
 # ------------------------------------------------------------------------------------------ compile
 
 
-def should_compile(device: torch.device, training_flops: float) -> bool:
+def should_compile(device: torch.device, training_flops: float, precision: str | None = None) -> bool:
     """Compile when the lever is on, the run is long enough, and inductor has what it needs here."""
-    if not LEVERS.compile or training_flops < COMPILE_MIN_FLOPS:
+    if not lever_on("compile", precision) or training_flops < COMPILE_MIN_FLOPS:
         return False
     if device.type == "cpu":
         from torch._inductor import config

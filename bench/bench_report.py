@@ -1,0 +1,91 @@
+"""The training bench's report: MFU against the peak of each variant's precision, speedups, goals, table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+TRAINERS = ("trainer_fp32", "trainer_bf16")
+
+
+def build_report(results: dict, peaks: dict, figures: dict, settings: dict, machine: dict,
+                 variants: dict, goals: dict) -> dict:
+    """metrics/bench_train.json: every variant's figures plus the headline of the default path."""
+    for name, row in results.items():
+        lora = variants[name].get("method") == "lora"
+        per_token = figures["flops_per_token_lora" if lora else "flops_per_token"]
+        # Against the peak of the precision this variant ran in: an fp32 run measured against the bf16
+        # peak reads too high on a CPU where bf16 is slow, and too low where it is fast.
+        peak = peaks[row.get("precision", "bf16")]
+        row["mfu"] = round(row["tokens_per_s"] * per_token / (peak * 1e9), 4)
+        for baseline in TRAINERS:
+            if baseline in results:
+                row[f"speedup_vs_{baseline}"] = round(row["tokens_per_s"] / results[baseline]["tokens_per_s"], 3)
+
+    report: dict = {}
+    ours = results.get("transferlm")
+    trainers = [results[t] for t in TRAINERS if t in results]
+    if ours:
+        headline = ("tokens_per_s", "precision", "speedup_vs_trainer_fp32", "speedup_vs_trainer_bf16", "mfu",
+                    "peak_rss_mb")
+        report.update({key: ours[key] for key in headline if key in ours})
+    if ours and trainers:
+        best = max(trainers, key=lambda row: row["tokens_per_s"])
+        speedup = ours["tokens_per_s"] / best["tokens_per_s"]
+        report["goals"] = {
+            "speedup_vs_best_trainer": round(speedup, 3),
+            "speedup_goal": goals["speedup_vs_best_trainer"],
+            "mfu_goal": goals["mfu"],
+            "peak_rss_mb_of_best_trainer": best["peak_rss_mb"],
+            "met": {
+                "speedup": speedup >= goals["speedup_vs_best_trainer"],
+                "mfu": ours["mfu"] >= goals["mfu"],
+                "memory": ours["peak_rss_mb"] <= best["peak_rss_mb"],
+            },
+        }
+    report.update({
+        "variants": results,
+        "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()},
+        **figures,
+        "settings": settings,
+        "machine": machine,
+    })
+    return report
+
+
+def write_report(out: Path, report: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+def print_table(report: dict, formula: str) -> None:
+    peaks, machine = report["matmul_peak_gflops"], report["machine"]
+    print(f"\n{machine['device']}, {machine['cpus']} CPUs, torch {machine['torch']}")
+    print(f"matmul peak (2048^2 and 4096^2, best of reps): bf16 {peaks['bf16']:.0f} GFLOP/s, "
+          f"fp32 {peaks['fp32']:.0f} GFLOP/s")
+    print(f"{formula}\n{report['flops_per_token'] / 1e6:.0f} MFLOP/token here; "
+          "MFU against the peak of the precision each variant ran in")
+    print(f"CPU idle before/after: {machine['cpu_idle_before']:.0%}/{machine.get('cpu_idle_after', 0):.0%} "
+          f"(100% = nothing else running); load average {machine['loadavg_before']} -> "
+          f"{machine.get('loadavg_after')}\n")
+    gpu = any("peak_gpu_mb" in row for row in report["variants"].values())
+    header = (f"{'variant':<22}{'prec':>6}{'tokens/s':>10}{'x tr.fp32':>11}{'x tr.bf16':>11}{'MFU':>7}"
+              f"{'peak RSS MB':>13}" + (f"{'peak GPU MB':>13}" if gpu else "") + f"{'step s':>8}")
+    print(header)
+    print("-" * len(header))
+    nan = float("nan")
+    for name, row in report["variants"].items():
+        print(f"{name:<22}{row.get('precision', '?'):>6}{row['tokens_per_s']:>10.0f}"
+              f"{row.get('speedup_vs_trainer_fp32') or nan:>11.2f}{row.get('speedup_vs_trainer_bf16') or nan:>11.2f}"
+              f"{row['mfu']:>7.0%}{row['peak_rss_mb']:>13}"
+              + (f"{row.get('peak_gpu_mb', ''):>13}" if gpu else "") + f"{row['step_seconds']:>8.2f}")
+    goals = report.get("goals")
+    if goals:
+        met = goals["met"]
+        print(f"\ngoals (default path vs the better Trainer): speed {goals['speedup_vs_best_trainer']:.2f}x "
+              f"(>= {goals['speedup_goal']}x: {'met' if met['speedup'] else 'NOT met'}), "
+              f"MFU {report['mfu']:.0%} (>= {goals['mfu_goal']:.0%}: {'met' if met['mfu'] else 'NOT met'}), "
+              f"peak RSS {report['peak_rss_mb']} MB vs {goals['peak_rss_mb_of_best_trainer']} "
+              f"({'met' if met['memory'] else 'NOT met'})")
+    if report.get("variants", {}).get("transferlm", {}).get("precision_reason"):
+        print(f"precision auto: {report['variants']['transferlm']['precision_reason']}")
