@@ -66,6 +66,8 @@ fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 git ls-files --cached --others --exclude-standard -z | while IFS= read -r -d '' f; do
+  # The committed default run's per-run folders stay behind (as in tests/test_pipeline.py's copy).
+  case "$f" in metrics/study/*|metrics/ladder/*|metrics/fractions/*|metrics/scratch_seeds/*|metrics/scratch_long/*|metrics/finetune/*|metrics/timings/*) continue ;; esac
   if [ -f "$f" ]; then mkdir -p "$work/$(dirname "$f")" && cp -p "$f" "$work/$f"; fi
 done
 pipeline_start=$(date +%s)

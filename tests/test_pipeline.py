@@ -26,12 +26,19 @@ STAGES = ["fetch", "clean", "tokenize", "zeroshot", "study@adamw-0.001", "study_
           "scratch_seeds@1", "fraction@0.5", "transfer", "generate", "evaluate", "report"]
 
 
+# The committed default run's per-run folders. A tiny run writes its own; the round-0 summary reads every
+# folder under metrics/study/round0, so the default run's 20 grid points would join the tiny grid's 4 (a
+# known gap: study.py should read only the current grid's folders).
+FULL_RUN_FOLDERS = ("metrics/study/", "metrics/ladder/", "metrics/fractions/", "metrics/scratch_seeds/",
+                    "metrics/scratch_long/", "metrics/finetune/", "metrics/timings/")
+
+
 def _copy_repo(dest: Path) -> None:
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
                            cwd=ROOT, check=True, capture_output=True, text=True).stdout.split("\0")
     for name in filter(None, files):
         src = ROOT / name
-        if src.is_file():
+        if src.is_file() and not name.startswith(FULL_RUN_FOLDERS):
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
 
