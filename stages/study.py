@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from transferlm import paths, runs, study
+from transferlm import curves, paths, runs, study
 from transferlm.cli import run_stage
 from transferlm.outputs import dump_json, staged_outputs, write_csv
 from transferlm.params import load_params
@@ -41,7 +41,7 @@ def halving(params_file: Path = PARAMS) -> None:
     params = load_params(params_file)
     start = runs.zero_shot_loss()
     steps = study.rung_steps(params.train.max_steps, params.study.rungs, params.study.eta)
-    survivors = study.read_runs(ROUND0)
+    survivors = _round0(params)
     with staged_outputs(HALVING) as (tmp,):
         tmp.mkdir()
         for k in range(1, params.study.rungs):
@@ -53,10 +53,16 @@ def halving(params_file: Path = PARAMS) -> None:
             survivors = results
 
 
+def _round0(params) -> list[dict]:
+    """Round 0 of the grid in params (not the folders of points that have left it)."""
+    names = [runs.point_name(o, lr) for o in params.study.optimizers for lr in params.study.lrs]
+    return study.read_runs(ROUND0, names)
+
+
 def _last_round(params) -> list[dict]:
     start = runs.zero_shot_loss()
     if params.study.rungs == 1:
-        return study.promote(study.read_runs(ROUND0), params.study.eta, start)
+        return study.promote(_round0(params), params.study.eta, start)
     return study.read_runs(HALVING / f"round{params.study.rungs - 1}")
 
 
@@ -90,11 +96,11 @@ def summarize(params_file: Path = PARAMS) -> None:
     seed_runs = [m for s in params.study.seeds for m in study.read_runs(SEEDS / str(s))]
     finds, find_rows = {}, []
     for optimizer in params.study.optimizers:
-        curve = study.read_curve(LR_FIND / optimizer / "train_loss.csv")
+        curve = curves.read_curve(LR_FIND / optimizer, "train")
         finds[optimizer] = study.lr_find_suggestion([r["lr"] for r in curve], [r["loss"] for r in curve])
         for r, smooth in zip(curve, finds[optimizer].pop("smoothed")):
             find_rows.append({"optimizer": optimizer, "lr": r["lr"], "loss": r["loss"], "smoothed": smooth})
-    summary = study.summarize(study.read_runs(ROUND0), rounds, seed_runs, finds, start, params.study.eta)
+    summary = study.summarize(_round0(params), rounds, seed_runs, finds, start, params.study.eta)
     summary["rung_steps"] = study.rung_steps(params.train.max_steps, params.study.rungs, params.study.eta)
     summary["lr_find"] = finds
     plots = paths.PLOTS / "study"

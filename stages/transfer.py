@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from transferlm import paths, runs, study, transfer
+from transferlm import curves, paths, runs, transfer
 from transferlm.cli import run_stage
 from transferlm.outputs import dump_json, staged_outputs, write_csv
 from transferlm.params import load_params
@@ -47,12 +47,12 @@ def summarize(params_file: Path = PARAMS) -> None:
     block = runs.block_size(paths.TOKENIZED)
     size = runs.best_scratch_size(params)
     finetune = _metrics(paths.FINETUNE_RUN)
-    ft_curve = study.read_curve(paths.FINETUNE_RUN / "val_loss.csv")
+    ft_curve = curves.read_curve(paths.FINETUNE_RUN, "val")
     folders = [paths.LADDER / s for s in params.scratch.sizes] + [paths.SCRATCH_LONG]
     folders += [paths.SCRATCH_SEEDS / str(s) for s in params.scratch.seeds]
     scratch_runs = {f: _metrics(f) for f in folders}
-    curves = {f: study.read_curve(f / "val_loss.csv") for f in folders}
-    saved = transfer.compute_saved(list(curves.values()), ft_curve, finetune["flops"])
+    scratch_curves = [curves.read_curve(f, "val") for f in folders]
+    saved = transfer.compute_saved(scratch_curves, ft_curve, finetune["flops"])
 
     study_summary = json.loads((paths.METRICS / "study.json").read_text(encoding="utf-8"))
     key = f"{finetune['optimizer']}-{finetune['lr']}"

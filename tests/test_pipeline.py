@@ -78,7 +78,7 @@ def test_repro_runs_every_stage_and_writes_every_output(repo):
     for out in ["data/raw/manifest.json", "data/clean/documents.jsonl", "data/tokenized/dataset_dict.json",
                 "models/base/model.safetensors", "models/finetuned/model.safetensors", "models/finetuned/README.md",
                 "models/scratch/xs/model.safetensors", "models/scratch/full/model.safetensors",
-                "metrics/zeroshot.json", "metrics/finetune/metrics.json", "metrics/finetune/val_loss.csv",
+                "metrics/zeroshot.json", "metrics/finetune/metrics.json", "metrics/finetune/plots/metrics/val/loss.tsv",
                 "metrics/study.json", "metrics/study/recommended.json", "metrics/frontier.json",
                 "metrics/eval.json", "plots/study/grid.csv", "plots/frontier/frontier.csv",
                 "reports/samples.jsonl", "reports/review/index.html", "data/review_key.csv", "reports/report.md"]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from transferlm import study, transfer
+from transferlm.curves import CurveLog
 from transferlm.errors import InputError
 from transferlm.report import build_report
 
@@ -33,9 +34,11 @@ def _json(path: Path, data) -> None:
     _write(path, json.dumps(data))
 
 
-def _curve(path: Path, points: list[tuple[float, float]]) -> None:
-    rows = ["step,tokens,flops,seconds,val_loss"] + [f"{i},{i * 512},{c},{i * 0.5},{v}" for i, (c, v) in enumerate(points)]
-    _write(path, "\n".join(rows) + "\n")
+def _curve(run_folder: Path, points: list[tuple[float, float]]) -> None:
+    """A run folder's held-out curve, written as training writes it."""
+    log = CurveLog(run_folder, {})
+    for i, (flops, loss) in enumerate(points):
+        log.log("val", {"step": i, "tokens": i * 512, "flops": flops, "seconds": i * 0.5, "val_loss": loss})
 
 
 def _run(opt, lr, loss, diverged=False, seed=1337, steps=3):
@@ -62,7 +65,7 @@ def write_metrics(root: Path, *, study_done: bool = True, frontier_done: bool = 
                                 "precision_choice": {"reason": "bf16 measured 2x as fast"}})
     _json(m / "timings/study@adamw-0.001.json", {"stage": "study@adamw-0.001", "seconds": 42.0})
     ft_curve = [(0.0, ZERO_SHOT), (FT_FLOPS / 2, 3.9), (FT_FLOPS, 3.6)]
-    _curve(m / "finetune/val_loss.csv", ft_curve)
+    _curve(m / "finetune", ft_curve)
 
     if study_done:
         round0 = [_run("adamw", 1e-4, 3.9), _run("adamw", 1e-3, 3.8), _run("adamw", 1e-1, math.nan, diverged=True),
@@ -81,8 +84,8 @@ def write_metrics(root: Path, *, study_done: bool = True, frontier_done: bool = 
                          "full": [(0.0, 10.8), (FT_FLOPS / 2, 8.0), (FT_FLOPS, 7.4)]}
         long_curve = [(0.0, 10.8), (FT_FLOPS, 7.1), (2 * FT_FLOPS, 6.6), (3 * FT_FLOPS, 6.4)]
         for size, points in ladder_curves.items():
-            _curve(m / "ladder" / size / "val_loss.csv", points)
-        _curve(m / "scratch_long/val_loss.csv", long_curve)
+            _curve(m / "ladder" / size, points)
+        _curve(m / "scratch_long", long_curve)
         scratch_rows = [[{"flops": c, "val_loss": v} for c, v in pts] for pts in [*ladder_curves.values(), long_curve]]
         saved = transfer.compute_saved(scratch_rows, [{"flops": c, "val_loss": v} for c, v in ft_curve], FT_FLOPS)
         runs = {f: {"final_val_loss": loss, "train_tokens_available": int(1_234_567 * f)} for f, loss in
@@ -198,8 +201,8 @@ def test_no_inputs_at_all_still_builds(tmp_path):
 
 def test_malformed_input_is_an_input_error(tmp_path):
     write_metrics(tmp_path)
-    _write(tmp_path / "metrics/finetune/val_loss.csv", "step,tokens,val_loss\n0,0,3.6\n")
-    with pytest.raises(InputError, match=r"metrics/finetune/val_loss.csv: missing column 'flops'"):
+    _write(tmp_path / "metrics/finetune/plots/metrics/val/flops.tsv", "step\ttokens\n0\t0\n")
+    with pytest.raises(InputError, match=r"metrics/finetune/plots/metrics/val/flops.tsv: not a dvclive series"):
         _build(tmp_path)
 
 

@@ -10,7 +10,8 @@ from transferlm import data
 from transferlm.errors import ParamError
 from transferlm.optim import build_optimizer
 from transferlm.params import OPTIMIZERS, Shape, TrainParams
-from transferlm.train import Diverged, Run, train, write_run
+from transferlm.curves import read_curve, series_path
+from transferlm.train import Diverged, Run, train
 
 TINY = TrainParams(max_steps=6, batch_size=4, warmup_steps=1, eval_every=3, save_every=0, optimizer="adamw",
                    lr=1e-3, precision="fp32", seed=0)
@@ -117,12 +118,20 @@ def test_lora_trains_adapters_only_and_merges_to_a_plain_model(tiny_tokenized_di
     assert generator("HAMLET:", max_new_tokens=4, do_sample=False)[0]["generated_text"].startswith("HAMLET:")
 
 
-def test_write_run_writes_metrics_and_curves(tiny_tokenized_dir, tiny_model_dir, tmp_path):
-    _, result = _train(Run("w", TINY), tiny_tokenized_dir, tiny_model_dir)
-    write_run(tmp_path / "run", result)
-    assert json.loads((tmp_path / "run/metrics.json").read_text()) == json.loads(json.dumps(result.metrics))
-    assert (tmp_path / "run/val_loss.csv").read_text().splitlines()[0] == "step,tokens,flops,seconds,val_loss"
-    assert len((tmp_path / "run/train_loss.csv").read_text().splitlines()) == 1 + TINY.max_steps
+def test_run_folder_is_dvclive_logged_and_reads_back(tiny_tokenized_dir, tiny_model_dir, tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "train_loss.csv").write_text("an older run's file\n")  # nothing of an older run stays
+    heldout = data.heldout_blocks(tiny_tokenized_dir, 8, 0)
+    _, result = train(Run("w", TINY), data_dir=tiny_tokenized_dir, base_dir=tiny_model_dir, heldout=heldout,
+                      log_dir=folder)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics == {**json.loads(json.dumps(result.metrics)), "step": TINY.max_steps}
+    assert (folder / "params.yaml").is_file() and not (folder / "train_loss.csv").exists()
+    assert series_path(folder, "val", "val_loss").read_text().splitlines()[0] == "step\tloss"
+    assert read_curve(folder, "train") == [pytest.approx(row) for row in result.train_curve]
+    assert read_curve(folder, "val") == [pytest.approx(row) for row in result.val_curve]
+    assert [row["step"] for row in read_curve(folder, "val")] == [0, 3, 6]
 
 
 def test_auto_must_be_resolved_before_training(tiny_tokenized_dir, tiny_model_dir):

@@ -74,6 +74,7 @@ class Checkpoints:
             torch.save(state, partial / STATE_FILE)
             progress = {"fingerprint": self.fingerprint, "step": step, "seconds": seconds, "curves": curves}
             (partial / PROGRESS_FILE).write_text(json.dumps(progress), encoding="utf-8")
+            shutil.rmtree(target, ignore_errors=True)  # a stale step-N of a run that started over
             partial.rename(target)
             for old in self.folder.glob("step-*"):
                 if old != target:

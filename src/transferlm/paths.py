@@ -18,7 +18,7 @@ CHECKPOINTS = Path("checkpoints")  # resumable training state; outside DVC's out
 
 METRICS = Path("metrics")
 PLOTS = Path("plots")
-# Each training run writes a folder: metrics.json, train_loss.csv, val_loss.csv.
+# Each training run writes a folder in dvclive's layout (transferlm.curves): metrics.json, params.yaml, plots/.
 FINETUNE_RUN = METRICS / "finetune"  # the headline fine-tune
 LADDER = METRICS / "ladder"  # scratch runs, one folder per size, on the fine-tune's FLOPs budget
 SCRATCH_LONG = METRICS / "scratch_long"  # the best size again on scratch.long_budget

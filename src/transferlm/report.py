@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from transferlm import findings, paths
+from transferlm import curves, findings, paths
 from transferlm.errors import InputError
 from transferlm.paths import MODELS
 from transferlm.reportfmt import (
@@ -39,7 +37,6 @@ from transferlm.reportfmt import (
 
 log = logging.getLogger(__name__)
 
-VAL_COLUMNS = ("step", "tokens", "flops", "seconds", "val_loss")
 
 
 # ----------------------------------------------------------------------------- reading the inputs
@@ -57,21 +54,6 @@ def _read_json(path: Path, required: tuple[str, ...]) -> dict[str, Any] | None:
     if missing:
         raise InputError(f"{path}: missing key {missing[0]!r}")
     return data
-
-
-def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame | None:
-    if not path.is_file():
-        return None
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not a readable CSV ({exc.__class__.__name__})") from None
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise InputError(f"{path}: missing column {missing[0]!r}")
-    if frame.empty:
-        raise InputError(f"{path}: no rows")
-    return frame
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]] | None:
@@ -101,9 +83,9 @@ class Inputs:
     timings: list[dict]
 
 
-def _curve(path: Path) -> list[dict] | None:
-    frame = _read_csv(path, VAL_COLUMNS)
-    return None if frame is None else frame.to_dict("records")
+def _curve(run_folder: Path) -> list[dict] | None:
+    """A run's held-out curve, or None where the run has not been made (a partial report)."""
+    return curves.read_curve(run_folder, "val") if (run_folder / "plots").is_dir() else None
 
 
 def _step_seconds(study_dir: Path) -> dict[str, float]:
@@ -123,10 +105,10 @@ def load_inputs(root: Path) -> Inputs:
     metrics = root / paths.METRICS
     frontier = _read_json(metrics / "frontier.json", ("bound", "ladder", "data_efficiency", "seeds"))
     if frontier is not None:  # the curves behind the frontier chart
-        frontier["finetune_curve"] = _curve(root / paths.FINETUNE_RUN / "val_loss.csv") or []
+        frontier["finetune_curve"] = _curve(root / paths.FINETUNE_RUN) or []
         for row in frontier["ladder"]:
-            row["curve"] = _curve(root / paths.LADDER / row["size"] / "val_loss.csv")
-        frontier["scratch_long"]["curve"] = _curve(root / paths.SCRATCH_LONG / "val_loss.csv")
+            row["curve"] = _curve(root / paths.LADDER / row["size"])
+        frontier["scratch_long"]["curve"] = _curve(root / paths.SCRATCH_LONG)
     study = _read_json(metrics / "study.json", ("grid", "rounds", "finalists", "recommended", "optimizers"))
     if study is not None:
         study["speed"] = _step_seconds(root / paths.STUDY)

@@ -147,26 +147,39 @@ def best_scratch_size(params: Params, ladder_dir: Path = paths.LADDER) -> str:
 
 def execute(run: Run, params: Params, out_dir: Path, *, model_out: Path | None = None, card=None,
             checkpoints: bool = True) -> dict:
-    """Train `run` and write its outputs all-or-nothing: the run folder, and the model when asked.
+    """Train `run`, logging its curves and metrics to `out_dir` as it goes, then write the model if asked.
 
-    `card(metrics) -> ModelCard` makes the model card once the metrics are known.
+    The run folder fills while the run goes (so that `dvc exp show` follows it) and is removed if the run
+    fails; a kill leaves it partial, and DVC reruns the stage (resuming from the checkpoint). The model
+    is written all-or-nothing; the checkpoints are removed only after it. `card(metrics) -> ModelCard`
+    makes the model card once the metrics are known.
     """
-    from transferlm import data, models
-    from transferlm.outputs import staged_outputs
-    from transferlm.train import train, write_run
+    import shutil
 
-    heldout = data.heldout_blocks(paths.TOKENIZED, params.evaluate.eval_blocks, params.evaluate.seed)
-    model, result = train(run, data_dir=paths.TOKENIZED, base_dir=paths.BASE_MODEL, heldout=heldout,
-                          checkpoint_dir=paths.CHECKPOINTS / run.name if checkpoints else None)
     from accelerate import PartialState
 
+    from transferlm import data, models
+    from transferlm.outputs import staged_outputs
+    from transferlm.train import train
+
+    checkpoint_dir = paths.CHECKPOINTS / run.name if checkpoints else None
+    heldout = data.heldout_blocks(paths.TOKENIZED, params.evaluate.eval_blocks, params.evaluate.seed)
+    try:
+        model, result = train(run, data_dir=paths.TOKENIZED, base_dir=paths.BASE_MODEL, heldout=heldout,
+                              checkpoint_dir=checkpoint_dir, log_dir=out_dir)
+    except BaseException:
+        if PartialState().is_main_process:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    # Only once train() has set up its Accelerator: a PartialState made first, with its defaults, would
+    # keep each process of a CPU `accelerate launch` from joining the others.
     if not PartialState().is_main_process:  # under `accelerate launch`, one process writes
         return result.metrics
-    finals = [out_dir] + ([model_out] if model_out else [])
-    with staged_outputs(*finals) as temps:
-        write_run(temps[0], result)
-        if model_out:
-            models.save_model(model, paths.BASE_MODEL, temps[1], card(result.metrics) if card else None)
+    if model_out:
+        with staged_outputs(model_out) as (tmp,):
+            models.save_model(model, paths.BASE_MODEL, tmp, card(result.metrics) if card else None)
+    if checkpoint_dir is not None:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return result.metrics
 
 

@@ -49,13 +49,19 @@ def promote(runs: Sequence[dict], eta: int, start_loss: float) -> list[dict]:
     return [m for m in ranked[:keep] if status(m, start_loss) == IMPROVED] or ranked[:1]
 
 
-def read_runs(folder: Path) -> list[dict]:
-    """metrics.json of every run folder below `folder` (one level), sorted by name."""
+def read_runs(folder: Path, names: Sequence[str] | None = None) -> list[dict]:
+    """metrics.json of the run folders `names` below `folder` (default: every one, one level), by name.
+
+    Pass the names where `folder` may hold runs of an older grid: DVC removes an output only when its
+    stage reruns, so a grid point dropped from params leaves its folder behind.
+    """
     if not folder.is_dir():
         raise InputError(f"{folder}: not found (run the stage that writes it first)")
-    runs = []
-    for metrics_file in sorted(folder.glob("*/metrics.json")):
-        runs.append(json.loads(metrics_file.read_text(encoding="utf-8")))
+    files = sorted(folder.glob("*/metrics.json")) if names is None else [folder / n / "metrics.json" for n in sorted(names)]
+    missing = [str(f.parent) for f in files if not f.is_file()]
+    if missing:
+        raise InputError(f"{missing[0]}: not found (run the stage that writes it first)")
+    runs = [json.loads(f.read_text(encoding="utf-8")) for f in files]
     if not runs:
         raise InputError(f"{folder}: no runs in it")
     return runs
@@ -166,12 +172,3 @@ def summarize(rung0: list[dict], rounds: list[list[dict]], seed_runs: list[dict]
         "optimizers": by_optimizer,
     }
 
-
-def read_curve(path: Path) -> list[dict]:
-    """A run's train_loss.csv or val_loss.csv as rows of floats."""
-    import csv
-
-    if not path.is_file():
-        raise InputError(f"{path}: not found (run the stage that writes it first)")
-    with path.open(encoding="utf-8") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]

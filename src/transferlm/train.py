@@ -8,7 +8,8 @@ of diverged runs, and the exponential lr ramp of an lr range test. `accelerate` 
 well: device placement, DDP under `accelerate launch`/`torchrun`, gradient accumulation.
 
 A `Run` says what to train (the fine-tune, a size of the from-scratch ladder, a study grid point);
-`train()` returns the model and a `RunResult` (metrics and curves) that `write_run` saves.
+`train()` logs the curves and metrics to a run folder as it goes (transferlm.curves, through dvclive)
+and returns the model and a `RunResult`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +27,11 @@ from tqdm.auto import tqdm
 
 from transferlm import data, models
 from transferlm.checkpoint import Checkpoints, content_hash, fingerprint
+from transferlm.curves import CurveLog
 from transferlm.device import autocast, last_precision_decision, pick_device, resolve_precision
 from transferlm.errors import TransferLMError
 from transferlm.heldout import heldout_loss
 from transferlm.optim import build_optimizer, flops_per_token
-from transferlm.outputs import dump_json, write_csv
 from transferlm.params import Shape, TrainParams
 from transferlm.speed import (
     LEVERS,
@@ -43,8 +45,6 @@ from transferlm.speed import (
 
 log = logging.getLogger(__name__)
 
-TRAIN_COLUMNS = ("step", "tokens", "flops", "seconds", "loss", "lr")
-VAL_COLUMNS = ("step", "tokens", "flops", "seconds", "val_loss")
 PRECISION_KEYS = ("precision", "source", "reason", "bf16_gflops", "fp32_gflops")  # kept in metrics
 
 
@@ -78,14 +78,6 @@ class RunResult:
     val_curve: list[dict] = field(default_factory=list)
 
 
-def write_run(folder: Path, result: RunResult) -> None:
-    """A run's outputs in `folder`: metrics.json, train_loss.csv, val_loss.csv (DVC plots read the CSVs)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    dump_json(folder / "metrics.json", result.metrics)
-    write_csv(folder / "train_loss.csv", result.train_curve, TRAIN_COLUMNS)
-    write_csv(folder / "val_loss.csv", result.val_curve, VAL_COLUMNS)
-
-
 def _scheduler(optimizer, run: Run):
     from transformers import get_scheduler
 
@@ -103,11 +95,13 @@ def _scheduler(optimizer, run: Run):
 
 
 def train(run: Run, *, data_dir: Path, base_dir: Path, heldout: torch.Tensor,
-          checkpoint_dir: Path | None = None) -> tuple[object, RunResult]:
+          checkpoint_dir: Path | None = None, log_dir: Path | None = None) -> tuple[object, RunResult]:
     """Train per `run`; return the (unwrapped, uncompiled) model and its metrics and curves.
 
     A NaN/inf loss raises `Diverged` unless `run.diverge_factor` is set (then the run stops early and is
-    marked diverged). Checkpoints go to `checkpoint_dir` every `train.save_every` steps.
+    marked diverged). Checkpoints go to `checkpoint_dir` every `train.save_every` steps; the caller
+    removes them once it has saved what it needs. Curves and metrics are logged to `log_dir` as the run
+    goes (by the main process).
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -124,6 +118,10 @@ def train(run: Run, *, data_dir: Path, base_dir: Path, heldout: torch.Tensor,
         mixed_precision="no",  # bf16 autocast is applied here, the same way on CPU and CUDA
     )
     device = accelerator.device
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if accelerator.num_processes != launched:  # each process would train alone on the same batches
+        raise TransferLMError(f"{launched} processes were launched but {accelerator.num_processes} joined the run; "
+                              "was accelerate's state set up before train()?")
     set_seed(cfg.seed)
 
     train_blocks = data.training_blocks(data_dir, run.data_fraction, cfg.seed)
@@ -161,9 +159,9 @@ def train(run: Run, *, data_dir: Path, base_dir: Path, heldout: torch.Tensor,
     checkpoints = None
     curves: dict = {"train": [], "val": []}
     start_step, seconds_before = 0, 0.0
+    settings = {"run": dataclasses.asdict(run), "world": world, "levers": dataclasses.asdict(LEVERS),
+                "heldout": content_hash_tensor(heldout)}
     if checkpoint_dir is not None and cfg.save_every:
-        settings = {"run": dataclasses.asdict(run), "world": world, "levers": dataclasses.asdict(LEVERS),
-                    "heldout": content_hash_tensor(heldout)}
         checkpoints = Checkpoints(checkpoint_dir, fingerprint(settings, content_hash(data_dir, base_dir)), accelerator)
         resumed = checkpoints.resume(model, optimizer, scheduler)
         if resumed is not None:
@@ -171,12 +169,17 @@ def train(run: Run, *, data_dir: Path, base_dir: Path, heldout: torch.Tensor,
             log.info("%s: resuming from step %d (checkpoint in %s)", run.name, start_step, checkpoint_dir)
         else:
             checkpoints.clear()
+    curve_log = CurveLog(log_dir if accelerator.is_main_process else None, settings, curves)
+
+    def record(kind: str, row: dict) -> None:
+        curves[kind].append(row)
+        curve_log.log(kind, row)
 
     if start_step == 0:
         initial = run.initial_loss
         if initial is None:
             initial, _ = heldout_loss(model, heldout, cfg.batch_size, precision)
-        curves["val"].append({**point(0, 0.0), "val_loss": initial})
+        record("val", {**point(0, 0.0), "val_loss": initial})
         log.info("%s: held-out loss before training %.4f", run.name, initial)
 
     log.info(
@@ -213,7 +216,7 @@ def train(run: Run, *, data_dir: Path, base_dir: Path, heldout: torch.Tensor,
         scheduler.step()
 
         loss_value = accelerator.reduce(step_loss, reduction="mean").item()
-        curves["train"].append({**point(step + 1, time.perf_counter() - t0), "loss": loss_value, "lr": lr_now})
+        record("train", {**point(step + 1, time.perf_counter() - t0), "loss": loss_value, "lr": lr_now})
         if first_loss is None:
             first_loss = loss_value
         if step == start_step + 1:  # the first step pays one-off costs; measure speed after it
@@ -233,7 +236,7 @@ def train(run: Run, *, data_dir: Path, base_dir: Path, heldout: torch.Tensor,
         done = step + 1
         if done in evals:
             val, _ = heldout_loss(model, heldout, cfg.batch_size, precision)
-            curves["val"].append({**point(done, time.perf_counter() - t0), "val_loss": val})
+            record("val", {**point(done, time.perf_counter() - t0), "val_loss": val})
             log.info("%s: step %d held-out loss %.4f", run.name, done, val)
         if checkpoints and done % cfg.save_every == 0 and done < cfg.max_steps:
             checkpoints.save(done, time.perf_counter() - t0, model, optimizer, scheduler, curves)
@@ -270,8 +273,7 @@ def train(run: Run, *, data_dir: Path, base_dir: Path, heldout: torch.Tensor,
         "final_train_loss": curves["train"][-1]["loss"] if curves["train"] else float("nan"),
         "diverged": diverged,
     }
-    if checkpoints:
-        checkpoints.clear()
+    curve_log.close(metrics)
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(loss_model).model
     uncompile(compiled)

@@ -1,0 +1,100 @@
+"""A run's metrics and loss curves, logged with dvclive while the run goes, and read back.
+
+A run folder is dvclive's layout:
+- metrics.json: while training, the latest logged values and the step (what `dvc exp show` shows of a
+  running experiment); once the run ends, the run's metrics (`RunResult.metrics`) and its last step;
+- params.yaml: the run's settings;
+- plots/metrics/train/{loss,lr,tokens,flops,seconds}.tsv: one row per optimizer step;
+- plots/metrics/val/{loss,tokens,flops,seconds}.tsv: one row per held-out measurement (step 0 first).
+Every TSV has the columns `step` and its series' name; dvc.yaml's plots take x from one series and y
+from another of the same kind (DVC joins them row by row).
+
+In memory (and in checkpoints) a curve is a list of rows keyed by SERIES plus `step`; the held-out row
+calls its loss `val_loss` so that it never mixes up with a training loss once rows leave the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+from transferlm.errors import InputError
+
+SERIES = {
+    "train": ("loss", "lr", "tokens", "flops", "seconds"),
+    "val": ("val_loss", "tokens", "flops", "seconds"),
+}
+METRICS_FILE = "metrics.json"
+
+
+def _series_name(kind: str, key: str) -> str:
+    return f"{kind}/{key.removeprefix('val_')}"  # val/loss.tsv, not val/val_loss.tsv
+
+
+def series_path(folder: Path, kind: str, key: str) -> Path:
+    """The TSV of one series, e.g. series_path(run, "val", "val_loss") -> run/plots/metrics/val/loss.tsv."""
+    return Path(folder) / "plots" / "metrics" / f"{_series_name(kind, key)}.tsv"
+
+
+class CurveLog:
+    """dvclive's `Live` over one run folder; a no-op where `folder` is None (ranks other than the main one).
+
+    `resumed` curves (from a checkpoint) are written again first, so that a resumed run's folder is the
+    uninterrupted run's folder: rows past the checkpoint, logged before a kill, are never kept.
+    """
+
+    def __init__(self, folder: Path | None, settings: dict, resumed: dict | None = None):
+        self.live = None
+        if folder is None:
+            return
+        from dvclive import Live
+
+        shutil.rmtree(folder, ignore_errors=True)  # as DVC does before a stage: no file of an older run stays
+        Path(folder).mkdir(parents=True)
+        # save_dvc_exp/dvcyaml off: dvc.yaml declares these files, and `dvc exp run` saves experiments.
+        self.live = Live(dir=str(folder), save_dvc_exp=False, dvcyaml=None, report=None)
+        self.live.log_params(json.loads(json.dumps(settings, default=str)))  # tuples -> lists, paths -> str
+        for kind in ("val", "train"):
+            for row in (resumed or {}).get(kind, []):
+                self._log(kind, row)
+        self.live.make_summary()
+
+    def _log(self, kind: str, row: dict) -> None:
+        self.live.step = int(row["step"])
+        for key in SERIES[kind]:
+            self.live.log_metric(_series_name(kind, key), row[key])
+
+    def log(self, kind: str, row: dict) -> None:
+        """One row of the "train" or "val" curve; metrics.json follows at once."""
+        if self.live is not None:
+            self._log(kind, row)
+            self.live.make_summary()
+
+    def close(self, metrics: dict) -> None:
+        """metrics.json becomes the run's metrics (plus its last step)."""
+        if self.live is not None:
+            self.live.summary = dict(metrics)
+            self.live.end()
+
+
+def read_curve(folder: Path, kind: str) -> list[dict]:
+    """A run's "train" or "val" curve as rows of floats (keys: `step` and SERIES[kind]), ordered by step."""
+    columns: dict[str, dict[int, float]] = {}
+    for key in SERIES[kind]:
+        path = series_path(folder, kind, key)
+        if not path.is_file():
+            raise InputError(f"{path}: not found (run the stage that writes {folder} first)")
+        name = path.stem
+        try:
+            with path.open(encoding="utf-8", newline="") as f:
+                rows = list(csv.DictReader(f, delimiter="\t"))
+            columns[key] = {int(r["step"]): float(r[name]) for r in rows}
+        except (KeyError, ValueError, TypeError, UnicodeDecodeError, csv.Error):
+            raise InputError(f"{path}: not a dvclive series (columns 'step' and '{name}', numbers)") from None
+        if not rows:
+            raise InputError(f"{path}: no rows")
+    steps = sorted(set.intersection(*(set(c) for c in columns.values())))
+    return [{"step": step, **{key: columns[key][step] for key in SERIES[kind]}} for step in steps]
+
