@@ -17,7 +17,8 @@ app = typer.Typer(add_completion=False, help=__doc__)
 def main(
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="The params file."),
     raw_dir: Path = typer.Option(Path("data/raw"), help="The fetched corpus (with manifest.json)."),
-    documents_file: Path = typer.Option(Path("data/clean/documents.jsonl"), help="Where the cleaned documents go (JSON lines)."),
+    documents_file: Path = typer.Option(Path("data/clean/documents.jsonl"),
+                                        help="Where the cleaned documents go (JSON lines)."),
     metrics_file: Path = typer.Option(Path("metrics/clean.json"), help="What each cleaning rule changed."),
 ) -> None:
     params = load_params(params_file).clean

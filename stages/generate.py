@@ -9,8 +9,8 @@ from pathlib import Path
 
 import typer
 
-from transferlm.cli import run_stage
 from transferlm import paths, runs
+from transferlm.cli import run_stage
 from transferlm.generate import generate_batch, generate_samples, samples_jsonl, samples_markdown
 from transferlm.models import check_model_dir, load_for_inference
 from transferlm.outputs import staged_outputs

@@ -45,7 +45,8 @@ def long(params_file: Path = PARAMS) -> None:
 
 
 @app.command()
-def seed(seed: int = typer.Option(..., help="The seed (of weights and batch order)."), params_file: Path = PARAMS) -> None:
+def seed(seed: int = typer.Option(..., help="The seed (of weights and batch order)."),
+         params_file: Path = PARAMS) -> None:
     """Train the ladder's best size again with another seed, for the spread over seeds."""
     params = load_params(params_file)
     size = runs.best_scratch_size(params)

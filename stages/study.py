@@ -98,7 +98,7 @@ def summarize(params_file: Path = PARAMS) -> None:
     for optimizer in params.study.optimizers:
         curve = curves.read_curve(LR_FIND / optimizer, "train")
         finds[optimizer] = study.lr_find_suggestion([r["lr"] for r in curve], [r["loss"] for r in curve])
-        for r, smooth in zip(curve, finds[optimizer].pop("smoothed")):
+        for r, smooth in zip(curve, finds[optimizer].pop("smoothed"), strict=True):
             find_rows.append({"optimizer": optimizer, "lr": r["lr"], "loss": r["loss"], "smoothed": smooth})
     summary = study.summarize(_round0(params), rounds, seed_runs, finds, start, params.study.eta)
     summary["rung_steps"] = study.rung_steps(params.train.max_steps, params.study.rungs, params.study.eta)

@@ -22,7 +22,8 @@ def main(
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="The params file."),
     documents: Path = typer.Option(Path("data/clean/documents.jsonl"), help="The cleaned documents."),
     model_dir: Path = typer.Option(Path("models/base"), help="The base model (its tokenizer and context length)."),
-    out_dir: Path = typer.Option(Path("data/tokenized"), help="The packed train/validation blocks (a datasets DatasetDict)."),
+    out_dir: Path = typer.Option(Path("data/tokenized"),
+                                 help="The packed train/validation blocks (a datasets DatasetDict)."),
     metrics_file: Path = typer.Option(Path("metrics/tokenize.json"), help="Split sizes and method."),
 ) -> None:
     params = load_params(params_file).tokenize

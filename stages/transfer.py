@@ -28,7 +28,8 @@ def fraction(fraction: float = typer.Option(..., help="One of study.fractions.")
         tmp.mkdir()
         ft = runs.finetune(train, name=f"finetune-{fraction}", fraction=fraction, initial_loss=runs.zero_shot_loss())
         runs.execute(ft, params, tmp / "finetune", checkpoints=False)
-        sc = runs.scratch(params, size, budget=params.scratch.budget, fraction=fraction, name=f"scratch-{size}-{fraction}")
+        sc = runs.scratch(params, size, budget=params.scratch.budget, fraction=fraction,
+                          name=f"scratch-{size}-{fraction}")
         runs.execute(sc, params, tmp / "scratch", checkpoints=False)
 
 
@@ -78,7 +79,8 @@ def summarize(params_file: Path = PARAMS) -> None:
         **saved,
         "pretraining": transfer.pretraining_compute(params.model.base),
         "seeds": {
-            "finetune": None if finalist is None else {k: finalist[k] for k in ("mean", "std", "min", "max", "seeds", "steps")},
+            "finetune": None if finalist is None else {
+                k: finalist[k] for k in ("mean", "std", "min", "max", "seeds", "steps")},
             "best_scratch": transfer.spread(best_scratch),
         },
         "data_efficiency": transfer.data_efficiency(ft_fracs, sc_fracs),

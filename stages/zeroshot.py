@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 import torch
-
 import typer
 
 from transferlm import data, models, paths

@@ -20,8 +20,8 @@ def tiny_tokenized_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """data/tokenized-style DatasetDict for the tiny model: block_size 32, documents split by name."""
     from transformers import AutoTokenizer
 
-    from transferlm.params import TokenizeParams
     from transferlm.corpus import Document
+    from transferlm.params import TokenizeParams
     from transferlm.tokenize import build_splits
 
     out = tmp_path_factory.mktemp("tiny-tokenized") / "tokenized"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import build_tiny_model, build_tiny_tokenizer
-from test_download import make_wheel, use_local_index
 
+from test_download import make_wheel, use_local_index
+from tiny import build_tiny_model, build_tiny_tokenizer
 from transferlm.basemodel import (
     WheelGGUF,
     load_base_model,

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import TINY_TEXT
 from datasets import Dataset, DatasetDict
-from test_generate import make_workspace, run_script
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from conftest import TINY_TEXT
+from test_generate import make_workspace, run_script
+from transferlm.data import heldout_blocks
 from transferlm.evaluate import (
     copy_rate,
     distinct_n,
@@ -24,7 +25,6 @@ from transferlm.evaluate import (
     repetition_rate,
     train_ngram_hashes,
 )
-from transferlm.data import heldout_blocks
 from transferlm.generate import MODELS, generate_samples, samples_jsonl
 from transferlm.heldout import heldout_loss
 from transferlm.params import GenerateParams

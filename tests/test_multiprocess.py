@@ -143,6 +143,6 @@ def test_two_process_run_killed_after_a_checkpoint_resumes_to_the_same_result(
     assert not live.exists() or "final_val_loss" not in json.loads(live.read_text())
 
     err = _finish(_train(project, 2))
-    assert "resuming from step" in err, "\n".join(l for l in err.splitlines() if "transferlm." in l)[:3000]
+    assert "resuming from step" in err, "\n".join(line for line in err.splitlines() if "transferlm." in line)[:3000]
     assert not (project / "checkpoints/finetune").exists()  # removed once the stage completes
     _assert_same_curves(_curves(project), _curves(two_process_reference))

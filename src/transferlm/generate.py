@@ -47,7 +47,7 @@ class RowSampler(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         probs = scores.float().softmax(dim=-1)
-        picks = torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, self.generators)])
+        picks = torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, self.generators, strict=True)])
         forced = torch.full_like(scores, float("-inf"))
         return forced.scatter_(1, picks[:, None], 0.0)
 
@@ -111,7 +111,7 @@ def generate_samples(model_name: str, path: str | Path, settings: GenerateParams
         batch = jobs[start : start + settings.batch_size]
         seeds = [settings.seed + i for _, i in batch]
         completions = generate_batch(model, tokenizer, [prompt for prompt, _ in batch], seeds, settings)
-        for (prompt, i), seed, done in zip(batch, seeds, completions):
+        for (prompt, i), seed, done in zip(batch, seeds, completions, strict=True):
             rows.append(
                 {
                     "model": model_name,

@@ -227,7 +227,8 @@ class ScratchParams:
         for i, size in enumerate(self.sizes):
             _check(size in self.shapes, f"scratch.sizes[{i}]", f"{size!r} has no entry in scratch.shapes")
         for name, shape in self.shapes.items():
-            _check(name.replace("_", "").replace("-", "").isalnum(), f"scratch.shapes.{name}", "use letters, digits, - or _")
+            _check(name.replace("_", "").replace("-", "").isalnum(), f"scratch.shapes.{name}",
+                   "use letters, digits, - or _")
             shape.validate(f"scratch.shapes.{name}")
         _one_of(self.optimizer, OPTIMIZERS, "scratch.optimizer")
         _check(self.warmup_steps >= 0, "scratch.warmup_steps", "must be >= 0")

@@ -296,8 +296,10 @@ def timing_section(inputs: Inputs) -> str:
     parts.append(f"Wall-clock of each stage in its latest `dvc repro` (metrics/timings/), on "
                  f"{z.get('cpu', 'an unrecorded CPU')} ({z.get('cores', '?')} cores, {z.get('device', '?')}, torch "
                  f"{z.get('torch', '?')}; training in {z.get('precision', '?')}: "
-                 f"{(z.get('precision_choice') or {}).get('reason', 'no reason recorded')}). Sum: {fmt_seconds(total)}.")
-    parts.append(table(["stage", "wall-clock"], [[f"`{t['stage']}`", fmt_seconds(t["seconds"])] for t in inputs.timings]))
+                 f"{(z.get('precision_choice') or {}).get('reason', 'no reason recorded')}). "
+                 f"Sum: {fmt_seconds(total)}.")
+    rows = [[f"`{t['stage']}`", fmt_seconds(t["seconds"])] for t in inputs.timings]
+    parts.append(table(["stage", "wall-clock"], rows))
     return "\n\n".join(parts)
 
 

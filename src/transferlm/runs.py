@@ -22,7 +22,8 @@ def resolve_train(train: TrainParams, recommended: Path = paths.RECOMMENDED) -> 
     if not train.is_auto:
         return train
     if not recommended.is_file():
-        raise InputError(f"{recommended}: not found (train.optimizer/lr 'auto' needs the study: dvc repro study_summary)")
+        raise InputError(f"{recommended}: not found "
+                         "(train.optimizer/lr 'auto' needs the study: dvc repro study_summary)")
     choice = json.loads(recommended.read_text(encoding="utf-8"))
     return dataclasses.replace(
         train,

@@ -117,27 +117,27 @@ def frontier(curves: Sequence[Sequence[tuple[float, float]]]) -> list[tuple[floa
     At each measured compute C: the lowest loss any run had reached by C (a run can always stop early),
     so the frontier never rises and every point on it was measured. Step-0 points (C = 0) are left out.
     """
-    points = sorted((float(c), float(l)) for curve in curves for c, l in curve if c > 0 and math.isfinite(l))
+    points = sorted((float(c), float(v)) for curve in curves for c, v in curve if c > 0 and math.isfinite(v))
     out: list[tuple[float, float]] = []
-    for c, l in points:
-        if not out or l < out[-1][1]:
-            out.append((c, l))
+    for c, v in points:
+        if not out or v < out[-1][1]:
+            out.append((c, v))
     return out
 
 
 def loss_at(frontier_points: Sequence[tuple[float, float]], compute: float) -> float:
     """The frontier's loss after `compute` (inf before its first point)."""
     best = math.inf
-    for c, l in frontier_points:
+    for c, v in frontier_points:
         if c <= compute:
-            best = min(best, l)
+            best = min(best, v)
     return best
 
 
 def first_compute_below(curve: Sequence[tuple[float, float]], loss: float) -> float | None:
     """The smallest compute at which `curve` was at or below `loss` (0.0 when its start already was)."""
-    for c, l in sorted(curve):
-        if l <= loss:
+    for c, v in sorted(curve):
+        if v <= loss:
             return float(c)
     return None
 

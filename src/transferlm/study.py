@@ -57,7 +57,10 @@ def read_runs(folder: Path, names: Sequence[str] | None = None) -> list[dict]:
     """
     if not folder.is_dir():
         raise InputError(f"{folder}: not found (run the stage that writes it first)")
-    files = sorted(folder.glob("*/metrics.json")) if names is None else [folder / n / "metrics.json" for n in sorted(names)]
+    if names is None:
+        files = sorted(folder.glob("*/metrics.json"))
+    else:
+        files = [folder / name / "metrics.json" for name in sorted(names)]
     missing = [str(f.parent) for f in files if not f.is_file()]
     if missing:
         raise InputError(f"{missing[0]}: not found (run the stage that writes it first)")

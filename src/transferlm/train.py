@@ -150,7 +150,8 @@ def train(run: Run, *, data_dir: Path, base_dir: Path, heldout: torch.Tensor,
     world = accelerator.num_processes
     global_batch = cfg.batch_size * cfg.grad_accum * world
     tokens_per_step = global_batch * block_size
-    compiled = compile_decoder_layers(model) if should_compile(device, cfg.max_steps * tokens_per_step * flops_token) else []
+    run_flops = cfg.max_steps * tokens_per_step * flops_token
+    compiled = compile_decoder_layers(model) if should_compile(device, run_flops) else []
 
     def point(step: int, seconds: float) -> dict:
         tokens = step * tokens_per_step

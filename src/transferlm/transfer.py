@@ -45,7 +45,7 @@ def compute_saved(scratch_curves: list[list[dict]], finetune_curve: list[dict], 
     beyond = front[-1][1] > final_loss  # the frontier never reached the fine-tune's final loss
     extra = scaling.extrapolate(front, final_loss) if beyond else None
     return {
-        "frontier": [{"flops": c, "val_loss": l} for c, l in front],
+        "frontier": [{"flops": c, "val_loss": v} for c, v in front],
         "bound": dataclasses.asdict(bound),
         "finetune_flops": finetune_flops,
         "finetune_final_loss": final_loss,
@@ -78,7 +78,8 @@ def data_efficiency(finetune: dict[float, dict], scratch: dict[float, dict]) -> 
     for fraction, ft in sorted(finetune.items()):
         loss = ft["final_val_loss"]
         reached = [m["train_tokens_available"] for _, m in scratch_sorted
-                   if m["final_val_loss"] is not None and math.isfinite(m["final_val_loss"]) and m["final_val_loss"] <= loss]
+                   if m["final_val_loss"] is not None and math.isfinite(m["final_val_loss"])
+                   and m["final_val_loss"] <= loss]
         d_f = ft["train_tokens_available"]
         d_e = min(reached) if reached else None
         rows.append({
