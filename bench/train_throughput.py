@@ -16,8 +16,9 @@ so each machine's table says what each lever is worth on the path it actually tr
 It also measures the machine's matmul peak (square bf16/fp32 matmuls of 2048 and 4096, the best of
 several) and reports MFU = tokens/s x model FLOPs per token / the matmul peak of the precision that
 variant ran in, with FLOPs per token = 6N + 12*L*d*T (transferlm.optim.flops_per_token). On CPU, the
-transferlm variants compile their decoder layers as the pipeline's 150-step run would (warmup_seconds
-shows that one-off cost).
+transferlm variants compile their decoder layers only if the default fine-tune's budget would (the
+TrainParams defaults: at the default budget it does not; warmup_seconds shows the one-off cost
+where it does).
 Results: a table on stdout and metrics/bench_train.json. Without --data (or if it does not exist) the
 blocks are random token ids from the model's vocabulary (seeded): speed does not depend on the text.
 Runs on CUDA when present (MFU against that GPU's measured peak).
@@ -177,7 +178,7 @@ def run_transferlm(spec: dict, args, work: Path) -> list[float]:
     known = {f.name for f in dataclasses.fields(TrainParams)}
     cfg = TrainParams(**{key: value for key, value in settings.items() if key in known})
     cfg.validate()
-    # Compile (or not) as the pipeline's 150-step run would: this short run alone would not qualify.
+    # Compile (or not) as the default fine-tune would: this short run alone would never qualify.
     figures = model_figures(args.base, args.block_size)
     per_token = figures["flops_per_token" if cfg.method == "full" else "flops_per_token_lora"]
     default = TrainParams()

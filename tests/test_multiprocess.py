@@ -139,8 +139,8 @@ def test_two_process_run_killed_after_a_checkpoint_resumes_to_the_same_result(
         time.sleep(0.005)
     _kill_run(proc)
     # The run folder fills as the run goes (dvclive); a killed run's holds progress, never final metrics.
-    live = project / "metrics/finetune/metrics.json"
-    assert not live.exists() or "final_val_loss" not in json.loads(live.read_text())
+    live = (project / "metrics/finetune/metrics.json").read_text()  # as text: the kill may land mid-write
+    assert "final_val_loss" not in live
 
     err = _finish(_train(project, 2))
     assert "resuming from step" in err, "\n".join(line for line in err.splitlines() if "transferlm." in line)[:3000]
