@@ -1,6 +1,8 @@
 """A run folder through dvclive: live progress in metrics.json, final metrics at the end, resume rewrites."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -57,3 +59,14 @@ def test_a_missing_or_foreign_series_is_an_input_error(tmp_path):
     series_path(tmp_path / "run", "val", "flops").write_text("step,flops\n0,1\n")  # a CSV, not dvclive's TSV
     with pytest.raises(InputError, match="val/flops.tsv: not a dvclive series"):
         read_curve(tmp_path / "run", "val")
+
+
+def test_logs_in_a_dvc_project_whose_git_repository_has_no_commit_yet(tmp_path, monkeypatch):
+    # `git init`, `dvc init`, then `dvc repro` before the first commit: dvclive finds no HEAD there.
+    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True)
+    monkeypatch.chdir(tmp_path)
+    log = CurveLog(tmp_path / "metrics/run", {})
+    log.log("val", _val(0, 5.0))
+    log.close({"final_val_loss": 5.0})
+    assert read_curve(tmp_path / "metrics/run", "val")[0]["val_loss"] == 5.0

@@ -38,6 +38,23 @@ def series_path(folder: Path, kind: str, key: str) -> Path:
     return Path(folder) / "plots" / "metrics" / f"{_series_name(kind, key)}.tsv"
 
 
+def _open_live(folder: Path):
+    from dvclive import Live
+    from scmrepo.exceptions import SCMError
+
+    # save_dvc_exp/dvcyaml off: dvc.yaml declares these files, and `dvc exp run` saves experiments.
+    options = {"dir": str(folder), "save_dvc_exp": False, "dvcyaml": None, "report": None}
+    try:
+        return Live(**options)
+    except SCMError:  # dvclive reads git's HEAD, which a repository has only after its first commit
+
+        class FilesOnly(Live):
+            def _init_dvc(self):  # no experiment name or baseline commit to record yet: the files alone
+                pass
+
+        return FilesOnly(**options)
+
+
 class CurveLog:
     """dvclive's `Live` over one run folder; a no-op where `folder` is None (ranks other than the main one).
 
@@ -49,12 +66,9 @@ class CurveLog:
         self.live = None
         if folder is None:
             return
-        from dvclive import Live
-
         shutil.rmtree(folder, ignore_errors=True)  # as DVC does before a stage: no file of an older run stays
         Path(folder).mkdir(parents=True)
-        # save_dvc_exp/dvcyaml off: dvc.yaml declares these files, and `dvc exp run` saves experiments.
-        self.live = Live(dir=str(folder), save_dvc_exp=False, dvcyaml=None, report=None)
+        self.live = _open_live(Path(folder))
         self.live.log_params(json.loads(json.dumps(settings, default=str)))  # tuples -> lists, paths -> str
         for kind in ("val", "train"):
             for row in (resumed or {}).get(kind, []):
