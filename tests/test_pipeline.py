@@ -26,9 +26,8 @@ STAGES = ["fetch", "clean", "tokenize", "zeroshot", "study@adamw-0.001", "study_
           "scratch_seeds@1", "fraction@0.5", "transfer", "generate", "evaluate", "report"]
 
 
-# The committed default run's per-run folders. A tiny run writes its own; the round-0 summary reads every
-# folder under metrics/study/round0, so the default run's 20 grid points would join the tiny grid's 4 (a
-# known gap: study.py should read only the current grid's folders).
+# The committed default run's per-run folders (3.8 MB of run logs). A tiny run writes its own, so the
+# copy leaves them behind rather than carrying files every tiny stage replaces.
 FULL_RUN_FOLDERS = ("metrics/study/", "metrics/ladder/", "metrics/fractions/", "metrics/scratch_seeds/",
                     "metrics/scratch_long/", "metrics/finetune/", "metrics/timings/")
 
