@@ -18,6 +18,9 @@ def build_report(results: dict, peaks: dict, figures: dict, settings: dict, mach
         # peak reads too high on a CPU where bf16 is slow, and too low where it is fast.
         peak = peaks[row.get("precision", "bf16")]
         row["mfu"] = round(row["tokens_per_s"] * per_token / (peak * 1e9), 4)
+        ceiling = figures.get("model_matmul_ceiling_gflops", {}).get(row.get("precision", "bf16"))
+        if ceiling:  # the same FLOP rate against the model's own matmuls timed alone (see the bench)
+            row["of_model_matmul_rate"] = round(row["tokens_per_s"] * per_token / (ceiling * 1e9), 4)
         for baseline in TRAINERS:
             if baseline in results:
                 row[f"speedup_vs_{baseline}"] = round(row["tokens_per_s"] / results[baseline]["tokens_per_s"], 3)
@@ -36,6 +39,10 @@ def build_report(results: dict, peaks: dict, figures: dict, settings: dict, mach
             "speedup_vs_best_trainer": round(speedup, 3),
             "speedup_goal": goals["speedup_vs_best_trainer"],
             "mfu_goal": goals["mfu"],
+            # The MFU a step of nothing but this model's matmuls would reach: an upper bound on "mfu".
+            "mfu_bound_model_matmuls": round(figures["model_matmul_ceiling_gflops"][ours["precision"]]
+                                             / peaks[ours["precision"]], 3)
+            if "model_matmul_ceiling_gflops" in figures else None,
             "peak_rss_mb_of_best_trainer": best["peak_rss_mb"],
             "met": {
                 "speedup": speedup >= goals["speedup_vs_best_trainer"],
@@ -63,13 +70,17 @@ def print_table(report: dict, formula: str) -> None:
     print(f"\n{machine['device']}, {machine['cpus']} CPUs, torch {machine['torch']}")
     print(f"matmul peak (2048^2 and 4096^2, best of reps): bf16 {peaks['bf16']:.0f} GFLOP/s, "
           f"fp32 {peaks['fp32']:.0f} GFLOP/s")
+    ceilings = report.get("model_matmul_ceiling_gflops")
+    if ceilings:
+        print(f"the model's own matmuls timed alone: bf16 {ceilings['bf16']:.0f} GFLOP/s, "
+              f"fp32 {ceilings['fp32']:.0f} GFLOP/s (\"of mm\": the achieved rate against these)")
     print(f"{formula}\n{report['flops_per_token'] / 1e6:.0f} MFLOP/token here; "
           "MFU against the peak of the precision each variant ran in")
     print(f"CPU idle before/after: {machine['cpu_idle_before']:.0%}/{machine.get('cpu_idle_after', 0):.0%} "
           f"(100% = nothing else running); load average {machine['loadavg_before']} -> "
           f"{machine.get('loadavg_after')}\n")
     gpu = any("peak_gpu_mb" in row for row in report["variants"].values())
-    header = (f"{'variant':<22}{'prec':>6}{'tokens/s':>10}{'x tr.fp32':>11}{'x tr.bf16':>11}{'MFU':>7}"
+    header = (f"{'variant':<22}{'prec':>6}{'tokens/s':>10}{'x tr.fp32':>11}{'x tr.bf16':>11}{'MFU':>7}{'of mm':>7}"
               f"{'peak RSS MB':>13}" + (f"{'peak GPU MB':>13}" if gpu else "") + f"{'step s':>8}")
     print(header)
     print("-" * len(header))
@@ -77,14 +88,22 @@ def print_table(report: dict, formula: str) -> None:
     for name, row in report["variants"].items():
         print(f"{name:<22}{row.get('precision', '?'):>6}{row['tokens_per_s']:>10.0f}"
               f"{row.get('speedup_vs_trainer_fp32') or nan:>11.2f}{row.get('speedup_vs_trainer_bf16') or nan:>11.2f}"
-              f"{row['mfu']:>7.0%}{row['peak_rss_mb']:>13}"
+              f"{row['mfu']:>7.0%}{row.get('of_model_matmul_rate', nan):>7.0%}{row['peak_rss_mb']:>13}"
               + (f"{row.get('peak_gpu_mb', ''):>13}" if gpu else "") + f"{row['step_seconds']:>8.2f}")
+    spread = {name: row["tokens_per_s_rounds"] for name, row in report["variants"].items()
+              if "tokens_per_s_rounds" in row}
+    if spread:
+        print("\ntokens/s of each round (each row above is its median round):")
+        for name, values in spread.items():
+            print(f"  {name:<22}{' '.join(f'{v:.0f}' for v in values)}")
     goals = report.get("goals")
     if goals:
         met = goals["met"]
         print(f"\ngoals (default path vs the better Trainer): speed {goals['speedup_vs_best_trainer']:.2f}x "
               f"(>= {goals['speedup_goal']}x: {'met' if met['speedup'] else 'NOT met'}), "
-              f"MFU {report['mfu']:.0%} (>= {goals['mfu_goal']:.0%}: {'met' if met['mfu'] else 'NOT met'}), "
+              f"MFU {report['mfu']:.0%} (>= {goals['mfu_goal']:.0%}: {'met' if met['mfu'] else 'NOT met'}"
+              + (f"; a step of only this model's matmuls would reach {goals['mfu_bound_model_matmuls']:.0%}"
+                 if goals.get("mfu_bound_model_matmuls") else "") + "), "
               f"peak RSS {report['peak_rss_mb']} MB vs {goals['peak_rss_mb_of_best_trainer']} "
               f"({'met' if met['memory'] else 'NOT met'})")
     if report.get("variants", {}).get("transferlm", {}).get("precision_reason"):

@@ -55,10 +55,12 @@ VARIANTS: dict[str, dict] = {
     "no_short_attention": {"kind": "transferlm", "levers_off": ["short_attention"]},
     "no_fused_optimizer": {"kind": "transferlm", "levers_off": ["fused_optimizer"]},
     "no_fused_loss": {"kind": "transferlm", "levers_off": ["fused_loss"]},
+    "no_fused_layers": {"kind": "transferlm", "levers_off": ["fused_layers"]},
     "no_compile": {"kind": "transferlm", "levers_off": ["compile"]},
     "all_levers_off": {
         "kind": "transferlm",
-        "levers_off": ["keep_freed_memory", "short_attention", "fused_optimizer", "fused_loss", "compile"],
+        "levers_off": ["keep_freed_memory", "short_attention", "fused_optimizer", "fused_loss", "fused_layers",
+                       "compile"],
     },
     "lora": {"kind": "transferlm", "method": "lora"},
 }
@@ -93,6 +95,43 @@ def matmul_peak_gflops(dtype: torch.dtype, size: int, reps: int) -> float:
         sync()
         best = min(best, time.perf_counter() - t0)
     return 2 * size**3 / best / 1e9
+
+
+def model_matmul_ceiling_gflops(base: Path, tokens: int, dtype: torch.dtype, reps: int = 3) -> float:
+    """The rate of the training step's own weight matmuls, timed alone: what MFU could reach at this size.
+
+    For each linear map of the model ([in -> out], T = `tokens` per step) a step does three products:
+    forward x @ W.T ([T, in] x [in, out]), backward to the input ([T, out] x [out, in]) and to the weight
+    ([out, T] x [T, in]). Each is timed (best of `reps`) and weighted by how often the model has it; the
+    ratio of their FLOPs to their time bounds a step's MFU before attention, norms or the optimizer.
+    """
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(base)
+    d, ff = config.hidden_size, config.intermediate_size
+    kv = d // config.num_attention_heads * config.num_key_value_heads
+    layer_maps = [(d, d), (d, kv), (d, kv), (d, d), (d, ff), (d, ff), (ff, d)]  # q k v o gate up down
+    maps = {}
+    for shape in layer_maps:
+        maps[shape] = maps.get(shape, 0) + config.num_hidden_layers
+    maps[(d, config.vocab_size)] = maps.get((d, config.vocab_size), 0) + 1  # the head
+    dev = device()
+    flops = seconds = 0.0
+    for (fan_in, fan_out), count in maps.items():
+        for rows, inner, cols in ((tokens, fan_in, fan_out), (tokens, fan_out, fan_in), (fan_out, tokens, fan_in)):
+            a = torch.randn(rows, inner, device=dev).to(dtype)
+            b = torch.randn(inner, cols, device=dev).to(dtype)
+            a @ b
+            sync()
+            best = float("inf")
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                a @ b
+                sync()
+                best = min(best, time.perf_counter() - t0)
+            flops += count * 2 * rows * inner * cols
+            seconds += count * best
+    return flops / seconds / 1e9
 
 
 # ---------------------------------------------------------------------------------------- children
@@ -251,6 +290,16 @@ def run_child(name: str, args) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def median_round(runs: list[dict]) -> dict:
+    """The run with the median tokens/s (the lower middle one of an even count), listing every round's."""
+    ranked = sorted(runs, key=lambda run: run["tokens_per_s"])
+    row = dict(ranked[(len(ranked) - 1) // 2])
+    if len(runs) > 1:
+        row["tokens_per_s_rounds"] = [run["tokens_per_s"] for run in runs]
+        row["peak_rss_mb_rounds"] = [run["peak_rss_mb"] for run in runs]
+    return row
+
+
 def cpu_idle_share(seconds: float = 2.0) -> float:
     """Share of all CPUs idle over a short window: how busy other processes keep the machine."""
     def snapshot():
@@ -275,6 +324,9 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of: %(default)s")
     parser.add_argument("--lever-precision", default="auto", choices=["auto", "bf16", "fp32"],
                         help="precision of the transferlm variants that set none (the lever rows)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the variant list this many times in turn (A B C A B C ...); each row is "
+                             "its median round, with every round's tokens/s: drift hits all rows alike")
     parser.add_argument("--out", type=Path, default=Path("metrics/bench_train.json"))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -309,20 +361,27 @@ def main() -> None:
             "bf16": max(matmul_peak_gflops(torch.bfloat16, size, 5) for size in (2048, 4096)),
             "fp32": max(matmul_peak_gflops(torch.float32, size, 3) for size in (2048, 4096)),
         }
-        figures = {**model_figures(args.base, args.block_size), "flops_formula": FORMULA}
+        tokens = args.batch_size * args.block_size
+        ceilings = {"bf16": model_matmul_ceiling_gflops(args.base, tokens, torch.bfloat16),
+                    "fp32": model_matmul_ceiling_gflops(args.base, tokens, torch.float32)}
+        figures = {**model_figures(args.base, args.block_size), "flops_formula": FORMULA,
+                   "model_matmul_ceiling_gflops": {k: round(v, 1) for k, v in ceilings.items()}}
         settings = {"batch_size": args.batch_size, "block_size": args.block_size, "warmup_steps": args.warmup,
                     "timed_steps": args.steps, "data": data_source, "base": str(args.base),
-                    "lever_precision": args.lever_precision}
+                    "lever_precision": args.lever_precision, "rounds": args.rounds}
         machine = {
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_model(),
             "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "cpu_idle_before": round(idle_before, 2), "loadavg_before": [round(x, 2) for x in load_before],
         }
         results: dict[str, dict] = {}
-        for name in names:
-            results[name] = run_child(name, args)
-            # Written after every variant: a long run cut short still leaves what it measured.
-            write_report(args.out, build_report(results, peaks, figures, settings, machine, VARIANTS, GOALS))
+        rounds: dict[str, list[dict]] = {name: [] for name in names}
+        for _ in range(args.rounds):
+            for name in names:
+                rounds[name].append(run_child(name, args))
+                results[name] = median_round(rounds[name])
+                # Written after every variant: a long run cut short still leaves what it measured.
+                write_report(args.out, build_report(results, peaks, figures, settings, machine, VARIANTS, GOALS))
         machine.update(cpu_idle_after=round(cpu_idle_share(), 2),
                        loadavg_after=[round(x, 2) for x in os.getloadavg()])
 

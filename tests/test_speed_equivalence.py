@@ -27,6 +27,7 @@ def _loss_and_grads(model, batch, precision: str, tuned: bool):
     if tuned:
         speed._register_short_attention()
         model.set_attn_implementation(speed.SHORT_ATTENTION)
+        speed.fuse_layers(model)
     with _precision(precision):
         loss = CausalLMLoss(model, fused=True)(batch) if tuned else model(input_ids=batch, labels=batch).loss
     loss.backward()
@@ -85,6 +86,78 @@ def test_short_attention_hands_padded_batches_to_sdpa(tiny):
         expected = sdpa(input_ids=batch, attention_mask=mask).logits
         got = short(input_ids=batch, attention_mask=mask).logits
     torch.testing.assert_close(got, expected)
+
+
+def _saved_bytes(model, batch) -> int:
+    """Bytes of the distinct activations autograd keeps for backward (weights excluded)."""
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages: dict[int, int] = {}
+
+    def pack(tensor):
+        key = tensor.untyped_storage().data_ptr()
+        if key not in weights:
+            storages[key] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), _precision("bf16"):
+        CausalLMLoss(model)(batch)
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_fused_layers_compute_the_stock_loss_and_gradients_keeping_less(tiny, precision):
+    model, batch = tiny
+    stock, fused = copy.deepcopy(model), copy.deepcopy(model)
+    modules = speed.fuse_layers(fused)
+    layers = model.config.num_hidden_layers
+    assert len(modules) == 3 * layers + 1  # two norms and an MLP per layer, and the final norm
+    results = []
+    for each in (stock, fused):
+        with _precision(precision):
+            loss = CausalLMLoss(each)(batch)
+        loss.backward()
+        results.append((loss.item(), torch.cat([p.grad.flatten() for p in each.parameters()])))
+    (stock_loss, stock_grads), (fused_loss, fused_grads) = results
+    assert fused_loss == stock_loss  # the same forward operations in the same order: the same bits
+    if precision == "fp32":
+        torch.testing.assert_close(fused_grads, stock_grads, rtol=1e-5, atol=1e-7)
+    else:  # a norm's three bf16 input gradients are summed in bf16 here, in fp32 on the stock path
+        assert _cosine(fused_grads, stock_grads) > 0.9999
+    assert _saved_bytes(fused, batch) < _saved_bytes(stock, batch)
+    copied = copy.deepcopy(fused)  # a copy's fused forwards use the copy's weights, not the original's
+    for p in copied.parameters():
+        p.data.zero_()
+    with torch.no_grad():
+        assert CausalLMLoss(copied)(batch).item() != fused_loss
+    speed.unfuse(modules)
+    assert all("forward" not in vars(module) for module in modules)  # back to the class's own forward
+
+
+@pytest.mark.parametrize("upstream", [1.0, 1e10])
+def test_fused_norm_overflows_as_the_stock_norm_does(tiny, upstream):
+    model, _ = tiny
+    norm = copy.deepcopy(model.model.norm)
+    x = torch.ones(2, model.config.hidden_size)
+    x[0] *= 1e30  # its mean square overflows fp32: the row's output is 0
+    grads = []
+    for fuse in (False, True):
+        modules = speed.fuse_layers(norm) if fuse else []
+        leaf = x.clone().requires_grad_()
+        (norm(leaf) * upstream).sum().backward()
+        speed.unfuse(modules)
+        grads.append(leaf.grad)
+    # Stock autograd gives that row 0 for a modest gradient and NaN (inf * 0) for a large one: the NaN is
+    # what stops a training run that blew up, so the fused backward must give it too.
+    assert grads[0][0].isnan().all().item() is (upstream > 1)
+    torch.testing.assert_close(grads[1], grads[0], equal_nan=True)
+
+
+def test_fused_norm_leaves_bf16_weights_to_the_stock_forward(tiny):
+    model, batch = tiny
+    stock, fused = copy.deepcopy(model).to(torch.bfloat16), copy.deepcopy(model).to(torch.bfloat16)
+    speed.fuse_layers(fused)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(input_ids=batch).logits, stock(input_ids=batch).logits, rtol=0, atol=0)
 
 
 def test_unusual_heads_fall_back_to_the_stock_loss(tiny):

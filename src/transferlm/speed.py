@@ -19,6 +19,11 @@ The levers, on by default where measured faster (figures per CPU and precision i
 - keep_freed_memory: glibc serves large blocks (128 kB, rising to 32 MB) with mmap, returns them to the
   OS when freed and page-faults them in again on the next step (0.4M faults per step here). Telling
   malloc to keep them makes the step fault-free; peak memory stays what the step needs at its peak.
+- fused_layers: the decoder layers' RMSNorm and SwiGLU as two small autograd functions. Under bf16
+  autocast the stock RMSNorm returns fp32, and autocast then casts it to bf16 once per projection that
+  reads it (q, k and v; gate and up): five casts per layer where two do, each kept for backward. The
+  fused norm returns the matmul dtype once and keeps only its input and 1/rms; the fused SwiGLU keeps
+  gate and up and recomputes silu in backward. Same forward values; about 0.35 GB less at the peak.
 - compile: torch.compile each decoder layer (the layers share one compiled graph, so it compiles once).
   Inductor fuses the norms, rotary embedding and activations and saves fewer intermediates for backward.
   Compiling costs about 12 s on this 2-core CPU (2-3 s with inductor's on-disk cache warm), so it is
@@ -31,6 +36,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import shutil
+import types
 from dataclasses import dataclass
 
 import torch
@@ -44,6 +50,7 @@ class Levers:
     fused_optimizer: bool = True
     short_attention: bool = True
     keep_freed_memory: bool = True
+    fused_layers: bool = True
     compile: bool = True
 
 
@@ -181,6 +188,86 @@ class CausalLMLoss(torch.nn.Module):
         return fused_linear_cross_entropy(
             hidden[:, :-1].flatten(0, 1), lm.get_output_embeddings().weight, input_ids[:, 1:].flatten()
         )
+
+
+# ----------------------------------------------------------------------------------- norm and MLP
+
+
+class _RMSNorm(torch.autograd.Function):
+    """weight * x / rms(x) in fp32 (as transformers' LlamaRMSNorm computes it), returned in `dtype`."""
+
+    @staticmethod
+    def forward(ctx, x, weight, eps: float, dtype: torch.dtype):
+        rstd = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+        ctx.save_for_backward(x, weight, rstd)
+        return (weight * (x * rstd)).to(dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight, rstd = ctx.saved_tensors
+        grad_out = grad_out.float()
+        grad_weight = (grad_out * (x * rstd)).flatten(0, -2).sum(0) if ctx.needs_input_grad[1] else None
+        grad_normed = grad_out * weight
+        # d/dx of x * rsqrt(mean(x^2) + eps), in the terms stock autograd uses: where the mean square
+        # overflowed (rstd 0) it gives the same 0 or NaN, and a NaN is how the loop learns a run blew up.
+        coef = (grad_normed * x).mean(-1, keepdim=True).mul_(rstd.pow(3))
+        return grad_normed.mul_(rstd).sub_(x * coef), grad_weight, None, None
+
+
+class _SiluMul(torch.autograd.Function):
+    """silu(gate) * up, keeping only gate and up for backward (silu is recomputed there)."""
+
+    @staticmethod
+    def forward(ctx, gate, up):
+        ctx.save_for_backward(gate, up)
+        return torch.nn.functional.silu(gate) * up
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        gate, up = ctx.saved_tensors
+        # The stock path's own kernels in its own dtype: the same gradients, bit for bit.
+        grad_gate = torch.ops.aten.silu_backward(grad_out * up, gate)
+        return grad_gate, grad_out * torch.nn.functional.silu(gate)
+
+
+_NORMS = {"LlamaRMSNorm", "MistralRMSNorm", "Qwen2RMSNorm", "Qwen3RMSNorm"}  # all weight * x / rms(x)
+_MLPS = {"LlamaMLP", "MistralMLP", "Qwen2MLP", "Qwen3MLP"}  # all down(act(gate(x)) * up(x))
+
+
+def _fused_norm_forward(norm, hidden_states):
+    if hidden_states.dtype != torch.float32 or norm.weight.dtype != torch.float32:
+        return type(norm).forward(norm, hidden_states)  # bf16 weights or states: stock rounding differs
+    dtype = _compute_dtype(hidden_states.device, torch.float32)
+    with torch.autocast(hidden_states.device.type, enabled=False):
+        return _RMSNorm.apply(hidden_states, norm.weight, norm.variance_epsilon, dtype)
+
+
+def _fused_mlp_forward(mlp, x):
+    return mlp.down_proj(_SiluMul.apply(mlp.gate_proj(x), mlp.up_proj(x)))
+
+
+def fuse_layers(model) -> list[torch.nn.Module]:
+    """Give the model's RMSNorms and SiLU MLPs the fused forwards above; returns the modules changed.
+
+    Each forward is a method bound to its module as an instance attribute (so a deep copy binds to the
+    copy); `unfuse` restores the class's own.
+    """
+    changed = []
+    for module in _causal_lm(model).modules():
+        name = type(module).__name__
+        if name in _NORMS and hasattr(module, "variance_epsilon"):
+            module.forward = types.MethodType(_fused_norm_forward, module)
+        elif name in _MLPS and type(getattr(module, "act_fn", None)).__name__ in {"SiLU", "SiLUActivation"}:
+            module.forward = types.MethodType(_fused_mlp_forward, module)
+        else:
+            continue
+        changed.append(module)
+    return changed
+
+
+def unfuse(modules: list[torch.nn.Module]) -> None:
+    for module in modules:
+        del module.forward
 
 
 # --------------------------------------------------------------------------------------- attention

@@ -38,9 +38,12 @@ from transferlm.speed import (
     CausalLMLoss,
     attention_implementation,
     compile_decoder_layers,
+    fuse_layers,
     keep_freed_memory,
+    lever_on,
     should_compile,
     uncompile,
+    unfuse,
 )
 
 log = logging.getLogger(__name__)
@@ -138,6 +141,7 @@ def train(run: Run, *, data_dir: Path, base_dir: Path, heldout: torch.Tensor,
     model.set_attn_implementation(attention_implementation(device, block_size, saved_attention))
     if cfg.method == "lora":
         model = models.apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
+    fused = fuse_layers(model) if lever_on("fused_layers", precision) else []
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     model.config.use_cache = False
     flops_token = flops_per_token(model.config, block_size, n_params, full_backward=cfg.method == "full")
@@ -278,6 +282,7 @@ def train(run: Run, *, data_dir: Path, base_dir: Path, heldout: torch.Tensor,
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(loss_model).model
     uncompile(compiled)
+    unfuse(fused)
     if cfg.method == "lora":
         model = model.merge_and_unload()  # a plain model that loads without peft
     model.config.use_cache = True
