@@ -81,11 +81,11 @@ def sync() -> None:
 # ------------------------------------------------------------------------------------------ peak
 
 
-def matmul_peak_gflops(dtype: torch.dtype, size: int, reps: int) -> float:
-    """Best-of-`reps` rate of one square matmul: what this machine's matmul units can do right now."""
+def best_matmul_seconds(rows: int, inner: int, cols: int, dtype: torch.dtype, reps: int) -> float:
+    """Best-of-`reps` time of one [rows, inner] x [inner, cols] matmul, after one untimed."""
     dev = device()
-    a = torch.randn(size, size, device=dev).to(dtype)
-    b = torch.randn(size, size, device=dev).to(dtype)
+    a = torch.randn(rows, inner, device=dev).to(dtype)
+    b = torch.randn(inner, cols, device=dev).to(dtype)
     a @ b
     sync()
     best = float("inf")
@@ -94,7 +94,12 @@ def matmul_peak_gflops(dtype: torch.dtype, size: int, reps: int) -> float:
         a @ b
         sync()
         best = min(best, time.perf_counter() - t0)
-    return 2 * size**3 / best / 1e9
+    return best
+
+
+def matmul_peak_gflops(dtype: torch.dtype, size: int, reps: int) -> float:
+    """Best-of-`reps` rate of one square matmul: what this machine's matmul units can do right now."""
+    return 2 * size**3 / best_matmul_seconds(size, size, size, dtype, reps) / 1e9
 
 
 def model_matmul_ceiling_gflops(base: Path, tokens: int, dtype: torch.dtype, reps: int = 3) -> float:
@@ -115,22 +120,11 @@ def model_matmul_ceiling_gflops(base: Path, tokens: int, dtype: torch.dtype, rep
     for shape in layer_maps:
         maps[shape] = maps.get(shape, 0) + config.num_hidden_layers
     maps[(d, config.vocab_size)] = maps.get((d, config.vocab_size), 0) + 1  # the head
-    dev = device()
     flops = seconds = 0.0
     for (fan_in, fan_out), count in maps.items():
         for rows, inner, cols in ((tokens, fan_in, fan_out), (tokens, fan_out, fan_in), (fan_out, tokens, fan_in)):
-            a = torch.randn(rows, inner, device=dev).to(dtype)
-            b = torch.randn(inner, cols, device=dev).to(dtype)
-            a @ b
-            sync()
-            best = float("inf")
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                a @ b
-                sync()
-                best = min(best, time.perf_counter() - t0)
             flops += count * 2 * rows * inner * cols
-            seconds += count * best
+            seconds += count * best_matmul_seconds(rows, inner, cols, dtype, reps)
     return flops / seconds / 1e9
 
 
