@@ -1,6 +1,6 @@
 """What makes the training step fast, each lever switchable so bench/train_throughput.py can weigh it.
 
-(Over 300 lines: the five levers, each with the measurement that put it here, kept side by side.)
+(Over 300 lines: the six levers, each with the measurement that put it here, kept side by side.)
 
 The levers, on by default where measured faster (figures per CPU and precision in bench/README.md):
 
