@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -115,11 +116,10 @@ def model_matmul_ceiling_gflops(base: Path, tokens: int, dtype: torch.dtype, rep
     config = AutoConfig.from_pretrained(base)
     d, ff = config.hidden_size, config.intermediate_size
     kv = d // config.num_attention_heads * config.num_key_value_heads
-    layer_maps = [(d, d), (d, kv), (d, kv), (d, d), (d, ff), (d, ff), (ff, d)]  # q k v o gate up down
-    maps = {}
-    for shape in layer_maps:
-        maps[shape] = maps.get(shape, 0) + config.num_hidden_layers
-    maps[(d, config.vocab_size)] = maps.get((d, config.vocab_size), 0) + 1  # the head
+    maps = Counter()  # [in, out] -> how many the model has
+    for shape in [(d, d), (d, kv), (d, kv), (d, d), (d, ff), (d, ff), (ff, d)]:  # q k v o gate up down
+        maps[shape] += config.num_hidden_layers
+    maps[(d, config.vocab_size)] += 1  # the head
     flops = seconds = 0.0
     for (fan_in, fan_out), count in maps.items():
         for rows, inner, cols in ((tokens, fan_in, fan_out), (tokens, fan_out, fan_in), (fan_out, tokens, fan_in)):
