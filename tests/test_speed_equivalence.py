@@ -1,6 +1,7 @@
 """The tuned training path computes the same loss and gradients as the plain Hugging Face one."""
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -176,12 +177,8 @@ def test_fused_and_foreach_adamw_take_the_same_step(tiny):
     model, batch = tiny
     results = []
     for fused in (True, False):
-        speed.LEVERS.fused_optimizer = fused
-        try:
-            trained = copy.deepcopy(model)
-            optimizer = build_optimizer("adamw", trained, 1e-2, 0.1)
-        finally:
-            speed.LEVERS.fused_optimizer = True
+        trained = copy.deepcopy(model)
+        optimizer = build_optimizer("adamw", trained, 1e-2, 0.1, fused_adam=fused)
         for _ in range(2):
             trained(input_ids=batch, labels=batch).loss.backward()
             optimizer.step()
@@ -215,3 +212,41 @@ def test_a_lever_measured_slower_on_one_precision_is_off_only_there(monkeypatch)
     assert speed.attention_implementation(cpu, 128, "sdpa", precision="fp32") == "sdpa"
     monkeypatch.setattr(speed.LEVERS, "short_attention", False)  # switched off: off on every path
     assert speed.attention_implementation(cpu, 128, "sdpa", precision="bf16") == "sdpa"
+
+
+def test_training_asks_every_lever_with_the_precision_it_trains_in(monkeypatch, tiny_tokenized_dir, tiny_model_dir):
+    """A lever measured slower on the fp32 path is off in an fp32 run, whichever module applies it."""
+    from transferlm import data, heldout, train
+    from transferlm.params import TrainParams
+
+    every_lever = frozenset(f.name for f in dataclasses.fields(speed.Levers))
+    monkeypatch.setattr(speed, "SLOWER_ON", {"bf16": frozenset(), "fp32": every_lever})
+    real_lever_on, real_optimizer, real_loss = speed.lever_on, train.build_optimizer, train.CausalLMLoss
+    asked, applied = set(), {}
+
+    def lever_on(name, precision=None):
+        asked.add((name, precision))
+        return real_lever_on(name, precision)
+
+    def build_optimizer(*args, fused_adam=True):
+        applied["fused_optimizer"] = fused_adam
+        return real_optimizer(*args, fused_adam=fused_adam)
+
+    def loss(model, fused=True):
+        applied["fused_loss"] = fused
+        return real_loss(model, fused=fused)
+
+    for module in (speed, train, heldout):
+        monkeypatch.setattr(module, "lever_on", lever_on)
+    monkeypatch.setattr(train, "build_optimizer", build_optimizer)
+    monkeypatch.setattr(train, "CausalLMLoss", loss)
+    monkeypatch.setattr(train, "keep_freed_memory", lambda: applied.setdefault("keep_freed_memory", True))
+    monkeypatch.setattr(train, "fuse_layers", lambda model: applied.setdefault("fused_layers", []))
+
+    cfg = TrainParams(max_steps=2, batch_size=2, warmup_steps=0, eval_every=2, save_every=0, optimizer="adamw",
+                      lr=1e-3, precision="fp32", seed=0)
+    train.train(train.Run("fp32", cfg), data_dir=tiny_tokenized_dir, base_dir=tiny_model_dir,
+                heldout=data.heldout_blocks(tiny_tokenized_dir, 4, 0))
+    assert {name for name, _ in asked} == every_lever
+    assert {precision for _, precision in asked} == {"fp32"}
+    assert applied == {"fused_optimizer": False, "fused_loss": False}  # and the other levers never applied

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from transferlm.device import autocast
-from transferlm.speed import LEVERS, CausalLMLoss, eager_mode
+from transferlm.speed import CausalLMLoss, eager_mode, lever_on
 
 
 @torch.no_grad()
@@ -20,7 +20,7 @@ def heldout_loss(model, blocks: torch.Tensor, batch_size: int, precision: str = 
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    loss_of = CausalLMLoss(model, fused=LEVERS.fused_loss)
+    loss_of = CausalLMLoss(model, fused=lever_on("fused_loss", precision))
     total, count = 0.0, 0
     for start in range(0, len(blocks), batch_size):
         batch = blocks[start : start + batch_size].to(device)

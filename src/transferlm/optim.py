@@ -6,7 +6,6 @@ import torch
 
 from transferlm.errors import ParamError
 from transferlm.params import OPTIMIZERS
-from transferlm.speed import LEVERS
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -21,11 +20,12 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
-def build_optimizer(name: str, model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def build_optimizer(name: str, model: torch.nn.Module, lr: float, weight_decay: float,
+                    fused_adam: bool = True) -> torch.optim.Optimizer:
     groups = _param_groups(model, weight_decay)
     # Adam(W): torch's fused kernel, one pass over each tensor; the others: foreach=True, one multi-tensor
     # kernel per step instead of one per parameter (both measured in bench/README.md).
-    adam_kernel = {"fused": True} if LEVERS.fused_optimizer else {"foreach": True}
+    adam_kernel = {"fused": True} if fused_adam else {"foreach": True}
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), **adam_kernel)
     if name == "adam":

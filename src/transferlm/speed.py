@@ -54,8 +54,8 @@ class Levers:
     compile: bool = True
 
 
-# The training code reads these; bench/train_throughput.py switches them off one at a time (mutate
-# this object; do not rebind the name, other modules hold it).
+# The training code asks `lever_on` below, never these fields directly; bench/train_throughput.py
+# switches them off one at a time (mutate this object; do not rebind the name, other modules hold it).
 LEVERS = Levers()
 
 # Levers measured *slower* on one precision's path (bench/train_throughput.py --lever-precision): off by

@@ -113,8 +113,6 @@ def train(run: Run, *, data_dir: Path, base_dir: Path, heldout: torch.Tensor,
     if isinstance(cfg.lr, str) or cfg.optimizer == "auto":
         raise ValueError(f"{run.name}: resolve train.optimizer/lr 'auto' before training")  # a caller's bug
     device = pick_device()
-    if device.type == "cpu" and LEVERS.keep_freed_memory:
-        keep_freed_memory()
     accelerator = Accelerator(
         cpu=device.type == "cpu",
         gradient_accumulation_steps=cfg.grad_accum,
@@ -137,8 +135,11 @@ def train(run: Run, *, data_dir: Path, base_dir: Path, heldout: torch.Tensor,
     precision = resolve_precision(cfg.precision, device, hidden_size=model.config.hidden_size,
                                   intermediate_size=getattr(model.config, "intermediate_size", None),
                                   tokens=cfg.batch_size * block_size)
+    # Every lever is asked with the precision this run trains in: one measured slower there stays off.
+    if device.type == "cpu" and lever_on("keep_freed_memory", precision):
+        keep_freed_memory()
     saved_attention = model.config._attn_implementation
-    model.set_attn_implementation(attention_implementation(device, block_size, saved_attention))
+    model.set_attn_implementation(attention_implementation(device, block_size, saved_attention, precision))
     if cfg.method == "lora":
         model = models.apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
     fused = fuse_layers(model) if lever_on("fused_layers", precision) else []
@@ -146,16 +147,17 @@ def train(run: Run, *, data_dir: Path, base_dir: Path, heldout: torch.Tensor,
     model.config.use_cache = False
     flops_token = flops_per_token(model.config, block_size, n_params, full_backward=cfg.method == "full")
 
-    optimizer = build_optimizer(cfg.optimizer, model, run.lr_ramp[0] if run.lr_ramp else cfg.lr, cfg.weight_decay)
+    optimizer = build_optimizer(cfg.optimizer, model, run.lr_ramp[0] if run.lr_ramp else cfg.lr, cfg.weight_decay,
+                                fused_adam=lever_on("fused_optimizer", precision))
     scheduler = _scheduler(optimizer, run)
     # The loss wrapper is what gets prepared, so that DDP wraps the whole loss computation.
-    loss_model, optimizer = accelerator.prepare(CausalLMLoss(model, fused=LEVERS.fused_loss), optimizer)
+    loss_model, optimizer = accelerator.prepare(CausalLMLoss(model, fused=lever_on("fused_loss", precision)), optimizer)
 
     world = accelerator.num_processes
     global_batch = cfg.batch_size * cfg.grad_accum * world
     tokens_per_step = global_batch * block_size
     run_flops = cfg.max_steps * tokens_per_step * flops_token
-    compiled = compile_decoder_layers(model) if should_compile(device, run_flops) else []
+    compiled = compile_decoder_layers(model) if should_compile(device, run_flops, precision) else []
 
     def point(step: int, seconds: float) -> dict:
         tokens = step * tokens_per_step
