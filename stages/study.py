@@ -7,12 +7,14 @@
     python stages/study.py summarize                           # metrics/study.json and the recommendation
 """
 
+import json
 from pathlib import Path
 
 import typer
 
 from transferlm import curves, paths, runs, study
 from transferlm.cli import run_stage
+from transferlm.errors import InputError
 from transferlm.outputs import dump_json, staged_outputs, write_csv
 from transferlm.params import load_params
 
@@ -21,6 +23,7 @@ PARAMS = typer.Option(Path("params.yaml"), "--params", help="The params file.")
 ROUND0 = paths.STUDY / "round0"
 HALVING = paths.STUDY / "halving"
 SEEDS = paths.STUDY / "seeds"
+FINALISTS = "finalists.json"  # in HALVING: the points the seed runs repeat
 LR_FIND = paths.STUDY / "lr_find"
 
 
@@ -51,6 +54,8 @@ def halving(params_file: Path = PARAMS) -> None:
                 run = runs.grid_point(params, m["optimizer"], m["lr"], steps[k], initial_loss=start)
                 results.append(runs.execute(run, params, tmp / f"round{k}" / run.name, checkpoints=False))
             survivors = results
+        # Picked here, where study.rungs and study.eta are params, so the seed stage needs neither.
+        dump_json(tmp / FINALISTS, study.finalists(survivors, params.study.rungs, params.study.eta, start))
 
 
 def _round0(params) -> list[dict]:
@@ -59,20 +64,16 @@ def _round0(params) -> list[dict]:
     return study.read_runs(ROUND0, names)
 
 
-def _last_round(params) -> list[dict]:
-    start = runs.zero_shot_loss()
-    if params.study.rungs == 1:
-        return study.promote(_round0(params), params.study.eta, start)
-    return study.read_runs(HALVING / f"round{params.study.rungs - 1}")
-
-
 @app.command()
 def seed(seed: int = typer.Option(..., help="The seed (of batch order)."), params_file: Path = PARAMS) -> None:
     """The last round's runs again with another seed: their spread tells a real difference from noise."""
     params = load_params(params_file)
+    finalists = HALVING / FINALISTS
+    if not finalists.is_file():
+        raise InputError(f"{finalists}: not found (run the study_halving stage first)")
     with staged_outputs(SEEDS / str(seed)) as (tmp,):
         tmp.mkdir()
-        for m in _last_round(params):
+        for m in json.loads(finalists.read_text(encoding="utf-8")):
             run = runs.grid_point(params, m["optimizer"], m["lr"], m["steps"], seed=seed,
                                   initial_loss=runs.zero_shot_loss())
             runs.execute(run, params, tmp / run.name, checkpoints=False)

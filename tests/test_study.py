@@ -39,6 +39,19 @@ def test_promotion_keeps_the_best_third_by_final_loss():
     assert all(study.status(m, 4.0) == study.IMPROVED for m in study.promote(runs, eta=2, start_loss=4.0))
 
 
+def test_finalists_are_the_last_round_or_with_one_rung_the_best_of_round_0():
+    round0 = [run("adamw", lr, loss) for lr, loss in [(1e-4, 3.6), (1e-3, 3.4), (1e-2, 4.5)]]
+    round0 += [run("sgd", lr, loss) for lr, loss in [(1e-3, 3.8), (1e-2, 3.5), (1e-1, 3.9)]]
+    # No halving round: the seeds repeat round 0's best 1/eta (eta 3: 2 of 6), not the whole grid.
+    assert study.finalists(round0, rungs=1, eta=3, start_loss=4.0) == [
+        {"optimizer": "adamw", "lr": 1e-3, "steps": 4}, {"optimizer": "sgd", "lr": 1e-2, "steps": 4}]
+    assert len(study.finalists(round0, rungs=1, eta=2, start_loss=4.0)) == 3
+    # After halving, every run of the last round, whatever eta says.
+    last = [run("adamw", 1e-3, 3.3, steps=12), run("sgd", 1e-2, 3.45, steps=12)]
+    assert study.finalists(last, rungs=2, eta=3, start_loss=4.0) == [
+        {"optimizer": "adamw", "lr": 1e-3, "steps": 12}, {"optimizer": "sgd", "lr": 1e-2, "steps": 12}]
+
+
 def test_ties_come_from_the_seed_spread():
     stats = {
         "a": study.seed_stats([3.40, 3.42, 3.44]),  # mean 3.42, std 0.02

@@ -49,6 +49,13 @@ def promote(runs: Sequence[dict], eta: int, start_loss: float) -> list[dict]:
     return [m for m in ranked[:keep] if status(m, start_loss) == IMPROVED] or ranked[:1]
 
 
+def finalists(last_round: Sequence[dict], rungs: int, eta: int, start_loss: float) -> list[dict]:
+    """The grid points the seed runs repeat: every run of the last halving round, or with one rung (no
+    halving) round 0's best 1/eta, since repeating all of round 0 would cost as much as the grid itself."""
+    points = last_round if rungs > 1 else promote(last_round, eta, start_loss)
+    return [{"optimizer": m["optimizer"], "lr": m["lr"], "steps": m["steps"]} for m in points]
+
+
 def read_runs(folder: Path, names: Sequence[str] | None = None) -> list[dict]:
     """metrics.json of the run folders `names` below `folder` (default: every one, one level), by name.
 
