@@ -205,8 +205,8 @@ def test_compiled_layers_give_the_same_loss_and_gradients(tiny):
     assert all("forward" not in vars(layer) for layer in layers)  # back to the class's own forward
 
 
-def test_a_lever_measured_slower_on_one_precision_is_off_only_there(monkeypatch):
-    monkeypatch.setattr(speed, "SLOWER_ON", {"bf16": frozenset(), "fp32": frozenset({"short_attention"})})
+def test_a_lever_without_gain_on_one_precision_is_off_only_there(monkeypatch):
+    monkeypatch.setattr(speed, "NO_GAIN_ON", {"bf16": frozenset(), "fp32": frozenset({"short_attention"})})
     cpu = torch.device("cpu")
     assert speed.attention_implementation(cpu, 128, "sdpa", precision="bf16") == speed.SHORT_ATTENTION
     assert speed.attention_implementation(cpu, 128, "sdpa", precision="fp32") == "sdpa"
@@ -215,12 +215,12 @@ def test_a_lever_measured_slower_on_one_precision_is_off_only_there(monkeypatch)
 
 
 def test_training_asks_every_lever_with_the_precision_it_trains_in(monkeypatch, tiny_tokenized_dir, tiny_model_dir):
-    """A lever measured slower on the fp32 path is off in an fp32 run, whichever module applies it."""
+    """A lever listed as no gain on the fp32 path is off in an fp32 run, whichever module applies it."""
     from transferlm import data, heldout, train
     from transferlm.params import TrainParams
 
     every_lever = frozenset(f.name for f in dataclasses.fields(speed.Levers))
-    monkeypatch.setattr(speed, "SLOWER_ON", {"bf16": frozenset(), "fp32": every_lever})
+    monkeypatch.setattr(speed, "NO_GAIN_ON", {"bf16": frozenset(), "fp32": every_lever})
     real_lever_on, real_optimizer, real_loss = speed.lever_on, train.build_optimizer, train.CausalLMLoss
     asked, applied = set(), {}
 

@@ -24,6 +24,7 @@ The levers, on by default where measured faster (figures per CPU and precision i
   reads it (q, k and v; gate and up): five casts per layer where two do, each kept for backward. The
   fused norm returns the matmul dtype once and keeps only its input and 1/rms; the fused SwiGLU keeps
   gate and up and recomputes silu in backward. Same forward values; about 0.35 GB less at the peak.
+  bf16 only: in fp32 there are no casts to save, and it measured no faster (NO_GAIN_ON).
 - compile: torch.compile each decoder layer (the layers share one compiled graph, so it compiles once).
   Inductor fuses the norms, rotary embedding and activations and saves fewer intermediates for backward.
   Compiling costs about 12 s on this 2-core CPU (2-3 s with inductor's on-disk cache warm), so it is
@@ -58,15 +59,16 @@ class Levers:
 # switches them off one at a time (mutate this object; do not rebind the name, other modules hold it).
 LEVERS = Levers()
 
-# Levers measured *slower* on one precision's path (bench/train_throughput.py --lever-precision): off by
-# default there. The bf16 path was measured on the AMD EPYC (every lever faster or memory-neutral-better);
-# bf16 is fast on some CPUs and slow on others, so `precision: auto` may train in fp32, and a lever that
-# pays for itself in bf16 need not in fp32. Empty sets: no lever has yet measured slower on either path.
-SLOWER_ON: dict[str, frozenset[str]] = {"bf16": frozenset(), "fp32": frozenset()}
+# Levers that bought nothing on one precision's path: measured slower there, or neither faster nor leaner.
+# Off by default on that path only. bf16 is fast on some CPUs and slow on others, so `precision: auto` may
+# train in fp32, and a lever that pays for itself in bf16 need not in fp32 (figures: bench/README.md).
+# fused_layers in fp32: step time on/off 1.038 and 0.993 in two paired runs (bench/lever_ab.py, AMX Xeon)
+# and peak memory level; its saving is the bf16 casts, which fp32 does not make.
+NO_GAIN_ON: dict[str, frozenset[str]] = {"bf16": frozenset(), "fp32": frozenset({"fused_layers"})}
 
 
 def lever_on(name: str, precision: str | None = None) -> bool:
-    """Whether lever `name` applies on this precision's path: switched on in LEVERS, not measured slower.
+    """Whether lever `name` applies on this precision's path: switched on in LEVERS, not in NO_GAIN_ON.
 
     precision None: the one this process last resolved (transferlm.device), else bf16's defaults.
     """
@@ -76,7 +78,7 @@ def lever_on(name: str, precision: str | None = None) -> bool:
         from transferlm.device import last_precision_decision
 
         precision = last_precision_decision().get("precision", "bf16")
-    return name not in SLOWER_ON.get(precision, frozenset())
+    return name not in NO_GAIN_ON.get(precision, frozenset())
 
 
 COMPILE_MIN_FLOPS = 5e13  # training FLOPs below which compiling costs more time than it saves
