@@ -135,7 +135,7 @@ def train(run: Run, *, data_dir: Path, base_dir: Path, heldout: torch.Tensor,
     precision = resolve_precision(cfg.precision, device, hidden_size=model.config.hidden_size,
                                   intermediate_size=getattr(model.config, "intermediate_size", None),
                                   tokens=cfg.batch_size * block_size)
-    # Every lever is asked with the precision this run trains in: one measured slower there stays off.
+    # Every lever is asked with the precision this run trains in: one of no gain on that path stays off.
     if device.type == "cpu" and lever_on("keep_freed_memory", precision):
         keep_freed_memory()
     saved_attention = model.config._attn_implementation
