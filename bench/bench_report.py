@@ -17,9 +17,9 @@ def build_report(results: dict, peaks: dict, figures: dict, settings: dict, mach
         per_token = figures["flops_per_token_lora" if lora else "flops_per_token"]
         # Against the peak of the precision this variant ran in: an fp32 run measured against the bf16
         # peak reads too high on a CPU where bf16 is slow, and too low where it is fast.
-        peak = peaks[row.get("precision", "bf16")]
-        row["mfu"] = round(row["tokens_per_s"] * per_token / (peak * 1e9), 4)
-        ceiling = figures.get("model_matmul_ceiling_gflops", {}).get(row.get("precision", "bf16"))
+        precision = row.get("precision", "bf16")
+        row["mfu"] = round(row["tokens_per_s"] * per_token / (peaks[precision] * 1e9), 4)
+        ceiling = figures.get("model_matmul_ceiling_gflops", {}).get(precision)
         if ceiling:  # the same FLOP rate against the model's own matmuls timed alone (see the bench)
             row["of_model_matmul_rate"] = round(row["tokens_per_s"] * per_token / (ceiling * 1e9), 4)
         for baseline in TRAINERS:

@@ -6,6 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from bench_report import build_report  # noqa: E402
+from train_throughput import median_round  # noqa: E402
 
 VARIANTS = {"trainer_fp32": {}, "trainer_bf16": {}, "transferlm": {}}
 GOALS = {"speedup_vs_best_trainer": 1.4, "mfu": 0.6}
@@ -13,9 +14,8 @@ FIGURES = {"flops_per_token": 1e9, "model_matmul_ceiling_gflops": {"bf16": 500.0
 
 
 def _row(precision: str, rounds: list[float]) -> dict:
-    ranked = sorted(rounds)
-    return {"precision": precision, "tokens_per_s": ranked[(len(ranked) - 1) // 2], "peak_rss_mb": 4000,
-            "tokens_per_s_rounds": rounds}
+    """A bench row as train_throughput.py makes it from its rounds."""
+    return {**median_round([{"tokens_per_s": t, "peak_rss_mb": 4000} for t in rounds]), "precision": precision}
 
 
 def _report(results: dict) -> dict:
