@@ -58,8 +58,8 @@ def test_the_answer_is_cached_and_reused(fake):
     assert precision.cache_file().is_file()
 
 
-@pytest.mark.parametrize("change", ["torch", "cpu", "shapes"])
-def test_the_cache_is_keyed_by_torch_version_cpu_and_shapes(fake, monkeypatch, change):
+@pytest.mark.parametrize("change", ["torch", "cpu", "shapes", "onednn_isa", "cpu_flags"])
+def test_the_cache_is_keyed_by_torch_version_cpu_kernels_and_shapes(fake, monkeypatch, change):
     fake.update(bf16=0.03, fp32=0.01)
     assert resolve_precision("auto", CPU) == "fp32"
     fake.update(bf16=0.01, fp32=0.03)
@@ -68,6 +68,11 @@ def test_the_cache_is_keyed_by_torch_version_cpu_and_shapes(fake, monkeypatch, c
         monkeypatch.setattr(torch, "__version__", "9.9.9")
     elif change == "cpu":
         monkeypatch.setattr(precision, "cpu_model", lambda: "Some Other CPU")
+    elif change == "onednn_isa":  # bf16 kept off AMX: a different answer on the same CPU
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    elif change == "cpu_flags":  # same model name, other flags (a hypervisor's generic CPU name)
+        real = precision.kernel_settings()
+        monkeypatch.setattr(precision, "kernel_settings", lambda: {**real, "bf16_flags": "something else"})
     else:
         shapes = {"hidden_size": 64, "intermediate_size": 128, "tokens": 32}
     assert resolve_precision("auto", CPU, **shapes) == "bf16"

@@ -4,8 +4,9 @@ The CPU flag `avx512_bf16` says bf16 matmuls are supported, not that they are fa
 EPYC bf16 ran at 4x the fp32 rate, on an Intel Xeon of the same machine kind at half of it (figures
 in bench/README.md). So `auto` times both, on matmuls shaped like one linear layer of the model's
 training step (forward, input gradient, weight gradient, plus the weight cast autocast adds), and keeps
-the faster. The answer is cached in the user cache dir, keyed by CPU model, core count, torch threads,
-torch version and shapes, so each machine probes once (about a second) and every later run reuses it.
+the faster. The answer is cached in the user cache dir, keyed by what it depends on (CPU model and
+bf16 flags, kernel-steering environment variables, cores, torch threads, torch version, shapes), so
+each machine probes once (about a second) and every later run reuses it.
 """
 
 from __future__ import annotations
@@ -48,10 +49,32 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+# Environment variables that change which matmul kernels run: oneDNN's ISA cap (e.g. AVX512_CORE_BF16
+# keeps bf16 off AMX, which on the AMX Xeon made bf16 2x slower than fp32), ATen's vector ISA, MKL's.
+KERNEL_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+# CPU flags that bf16 speed hangs on. Under a hypervisor the model name can be a generic "Intel(R) Xeon(R)
+# Processor" shared by CPUs with and without AMX, so the flags go into the key as well.
+BF16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def kernel_settings() -> dict[str, str]:
+    """The bf16-relevant CPU flags present and the kernel-steering variables set: what the probe ran on."""
+    flags: set[str] = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.lower().startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    settings = {"bf16_flags": " ".join(f for f in BF16_FLAGS if f in flags) or "none"}
+    settings.update({name: os.environ[name] for name in KERNEL_ENV if os.environ.get(name)})
+    return settings
+
+
 def machine_key(shapes: dict) -> str:
-    """What the answer depends on: which CPU, how many cores and threads, which torch, which shapes."""
+    """What the answer depends on: which CPU and kernels, how many cores and threads, which torch and shapes."""
     parts = [f"v{PROBE_VERSION}", cpu_model(), f"{os.cpu_count()} cores", f"{torch.get_num_threads()} threads",
              f"torch {torch.__version__}"]
+    parts += [f"{k}={v}" for k, v in kernel_settings().items()]
     parts += [f"{k}={shapes[k]}" for k in sorted(shapes)]
     return " | ".join(parts)
 
