@@ -189,7 +189,7 @@ def test_fused_and_foreach_adamw_take_the_same_step(tiny):
 
 
 @pytest.mark.slow  # inductor builds C++ kernels: ~15 s on 2 cores with a cold cache
-@pytest.mark.skipif(not speed.should_compile(torch.device("cpu"), float("inf")), reason="no C++ compiler")
+@pytest.mark.skipif(not speed.should_compile(torch.device("cpu"), float("inf"), "bf16"), reason="no C++ compiler")
 def test_compiled_layers_give_the_same_loss_and_gradients(tiny):
     model, batch = tiny
     plain_loss, plain_grads = _loss_and_grads(copy.deepcopy(model), batch, "bf16", tuned=True)
@@ -224,7 +224,7 @@ def test_training_asks_every_lever_with_the_precision_it_trains_in(monkeypatch, 
     real_lever_on, real_optimizer, real_loss = speed.lever_on, train.build_optimizer, train.CausalLMLoss
     asked, applied = set(), {}
 
-    def lever_on(name, precision=None):
+    def lever_on(name, precision):
         asked.add((name, precision))
         return real_lever_on(name, precision)
 
@@ -250,3 +250,28 @@ def test_training_asks_every_lever_with_the_precision_it_trains_in(monkeypatch, 
     assert {name for name, _ in asked} == every_lever
     assert {precision for _, precision in asked} == {"fp32"}
     assert applied == {"fused_optimizer": False, "fused_loss": False}  # and the other levers never applied
+
+
+def test_a_checkpoint_made_with_other_levers_in_effect_is_not_resumed(monkeypatch, caplog, tmp_path,
+                                                                        tiny_tokenized_dir, tiny_model_dir):
+    """The checkpoint fingerprint holds the levers as the run's precision applies them (NO_GAIN_ON included)."""
+    import logging
+
+    from transferlm import data, train
+    from transferlm.params import TrainParams
+
+    cfg = TrainParams(max_steps=3, batch_size=2, warmup_steps=0, eval_every=3, save_every=2, optimizer="adamw",
+                      lr=1e-3, precision="fp32", seed=0)
+
+    def run() -> str:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="transferlm"):
+            train.train(train.Run("fp32", cfg), data_dir=tiny_tokenized_dir, base_dir=tiny_model_dir,
+                        heldout=data.heldout_blocks(tiny_tokenized_dir, 4, 0), checkpoint_dir=tmp_path / "ckpt")
+        return caplog.text
+
+    run()  # leaves its step-2 checkpoint (the caller removes it after a real run)
+    assert "resuming from step 2" in run()
+    monkeypatch.setattr(speed, "NO_GAIN_ON", {**speed.NO_GAIN_ON, "fp32": frozenset({"fused_loss"})})
+    text = run()
+    assert "levers or data; starting over" in text and "resuming" not in text

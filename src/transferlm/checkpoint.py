@@ -100,7 +100,7 @@ class Checkpoints:
         try:
             progress = json.loads((latest / PROGRESS_FILE).read_text(encoding="utf-8"))
             if progress.get("fingerprint") != self.fingerprint:
-                log.info("checkpoint in %s is from different params or data; starting over", self.folder)
+                log.info("checkpoint in %s is from different params, levers or data; starting over", self.folder)
                 return None
             weights = load_file(str(latest / WEIGHTS_FILE))
             state = torch.load(latest / STATE_FILE, weights_only=True)

@@ -67,18 +67,9 @@ LEVERS = Levers()
 NO_GAIN_ON: dict[str, frozenset[str]] = {"bf16": frozenset(), "fp32": frozenset({"fused_layers"})}
 
 
-def lever_on(name: str, precision: str | None = None) -> bool:
-    """Whether lever `name` applies on this precision's path: switched on in LEVERS, not in NO_GAIN_ON.
-
-    precision None: the one this process last resolved (transferlm.device), else bf16's defaults.
-    """
-    if not getattr(LEVERS, name):
-        return False
-    if precision is None:
-        from transferlm.device import last_precision_decision
-
-        precision = last_precision_decision().get("precision", "bf16")
-    return name not in NO_GAIN_ON.get(precision, frozenset())
+def lever_on(name: str, precision: str) -> bool:
+    """Whether lever `name` applies on the path of `precision` (bf16 | fp32): on in LEVERS, not in NO_GAIN_ON."""
+    return bool(getattr(LEVERS, name)) and name not in NO_GAIN_ON[precision]
 
 
 COMPILE_MIN_FLOPS = 5e13  # training FLOPs below which compiling costs more time than it saves
@@ -358,8 +349,7 @@ def _register_short_attention() -> None:
     ALL_MASK_ATTENTION_FUNCTIONS.register(SHORT_ATTENTION, sdpa_mask)
 
 
-def attention_implementation(device: torch.device, block_size: int, default: str,
-                             precision: str | None = None) -> str:
+def attention_implementation(device: torch.device, block_size: int, default: str, precision: str) -> str:
     """The transformers attn_implementation to train with on this device, block size and precision."""
     if lever_on("short_attention", precision) and device.type == "cpu" and block_size <= SHORT_ATTENTION_MAX_TOKENS:
         _register_short_attention()
@@ -370,7 +360,7 @@ def attention_implementation(device: torch.device, block_size: int, default: str
 # ------------------------------------------------------------------------------------------ compile
 
 
-def should_compile(device: torch.device, training_flops: float, precision: str | None = None) -> bool:
+def should_compile(device: torch.device, training_flops: float, precision: str) -> bool:
     """Compile when the lever is on, the run is long enough, and inductor has what it needs here."""
     if not lever_on("compile", precision) or training_flops < COMPILE_MIN_FLOPS:
         return False

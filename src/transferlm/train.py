@@ -166,7 +166,10 @@ def train(run: Run, *, data_dir: Path, base_dir: Path, heldout: torch.Tensor,
     checkpoints = None
     curves: dict = {"train": [], "val": []}
     start_step, seconds_before = 0, 0.0
-    settings = {"run": dataclasses.asdict(run), "world": world, "levers": dataclasses.asdict(LEVERS),
+    # The levers as this precision's path applies them (NO_GAIN_ON included): a checkpoint made with other
+    # levers in effect does not resume this run.
+    levers = {lever.name: lever_on(lever.name, precision) for lever in dataclasses.fields(LEVERS)}
+    settings = {"run": dataclasses.asdict(run), "world": world, "levers": levers,
                 "heldout": content_hash_tensor(heldout)}
     if checkpoint_dir is not None and cfg.save_every:
         checkpoints = Checkpoints(checkpoint_dir, fingerprint(settings, content_hash(data_dir, base_dir)), accelerator)
