@@ -45,3 +45,5 @@ def test_mfu_is_against_the_peak_of_the_precision_each_variant_ran_in():
     assert goals["speedup_vs_best_trainer"] == 1.5 and goals["speedup_vs_best_trainer_rounds"] == []
     assert goals["met"] == {"speedup": True, "mfu": False, "memory": True}
     assert goals["mfu_bound_model_matmuls"] == 0.5
+    # bf16's model matmuls run at 500 GFLOP/s: 500 tokens/s at 1 GFLOP a token, 5x the better Trainer's 100.
+    assert goals["speedup_bound_model_matmuls"] == 5.0
