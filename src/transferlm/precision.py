@@ -40,13 +40,18 @@ def cache_file() -> Path:
     return cache_dir() / "precision_probe.json"
 
 
-def cpu_model() -> str:
-    """The CPU's model name as lscpu shows it (platform.processor() is often just the arch)."""
+def _cpuinfo(field: str) -> str | None:
+    """The first CPU's `field` in /proc/cpuinfo ("model name", "flags"), or None where there is none."""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.lower().startswith("model name"):
+            if line.lower().startswith(field):
                 return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown"
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name as lscpu shows it (platform.processor() is often just the arch)."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine() or "unknown"
 
 
 # Environment variables that change which matmul kernels run: oneDNN's ISA cap (e.g. AVX512_CORE_BF16
@@ -59,12 +64,7 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")
 
 def kernel_settings() -> dict[str, str]:
     """The bf16-relevant CPU flags present and the kernel-steering variables set: what the probe ran on."""
-    flags: set[str] = set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.lower().startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
+    flags = set((_cpuinfo("flags") or "").split())
     settings = {"bf16_flags": " ".join(f for f in BF16_FLAGS if f in flags) or "none"}
     settings.update({name: os.environ[name] for name in KERNEL_ENV if os.environ.get(name)})
     return settings
