@@ -30,3 +30,11 @@ def tiny_tokenized_dir(tmp_path_factory, tiny_model_dir) -> Path:
     splits, _ = build_splits(docs, tokenizer, TokenizeParams(block_size=32, val_fraction=0.34, seed=0))
     splits.save_to_disk(str(out))
     return out
+
+
+def pytest_collection_modifyitems(items):
+    """Files with slow tests run first, each file's tests in their own order. Under `make test`'s
+    parallel workers (whole files per worker) the long end-to-end files then start at once and the quick
+    files fill in around them, instead of one long file running alone at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 pytestmark = [
-    pytest.mark.slow,  # about a minute: the tiny pipeline's nine stages
+    pytest.mark.slow,  # 4-5 minutes: the whole tiny pipeline, every stage a process importing torch
     pytest.mark.skipif(torch.cuda.is_available(), reason="with CUDA the script runs the full bench: run it by hand"),
 ]
 

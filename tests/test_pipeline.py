@@ -17,7 +17,7 @@ import yaml
 from dvc_checks import check_params_trace
 from tiny import setup_tiny_pipeline
 
-pytestmark = pytest.mark.slow  # about a minute: many stage processes, each importing torch
+pytestmark = pytest.mark.slow  # 6-8 minutes: the whole tiny pipeline, then reruns of parts of it
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
