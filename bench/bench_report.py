@@ -12,8 +12,12 @@ TRAINERS = ("trainer_fp32", "trainer_bf16")
 
 
 def build_report(results: dict, peaks: dict, figures: dict, settings: dict, machine: dict,
-                 variants: dict, goals: dict) -> dict:
-    """metrics/bench_train.json: every variant's figures plus the headline of the default path."""
+                 variants: dict, goals: dict, not_run: dict | None = None) -> dict:
+    """metrics/bench_train.json: every variant's figures plus the headline of the default path.
+
+    `not_run`: the variants that gave no figures, each with its status (skipped, timed_out or failed)
+    and the reason.
+    """
     for name, row in results.items():
         lora = variants[name].get("method") == "lora"
         per_token = figures["flops_per_token_lora" if lora else "flops_per_token"]
@@ -62,6 +66,7 @@ def build_report(results: dict, peaks: dict, figures: dict, settings: dict, mach
         }
     report.update({
         "variants": results,
+        "not_run": not_run or {},
         "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()},
         **figures,
         "settings": settings,
@@ -89,12 +94,24 @@ def print_table(report: dict, formula: str) -> None:
     kernels = [f"{k} {machine[k]}" for k in ("bf16_flags", *KERNEL_ENV) if machine.get(k)]
     print(f"\n{machine['device']}, {machine['cpus']} CPUs, torch {machine['torch']}"
           + (f" ({'; '.join(kernels)})" if kernels else ""))
-    print(f"matmul peak (2048^2 and 4096^2, best of reps): bf16 {peaks['bf16']:.0f} GFLOP/s, "
-          f"fp32 {peaks['fp32']:.0f} GFLOP/s")
+    sizes = report.get("matmul_peak_sizes", {})
+    print("matmul peak (square, best of reps): " + ", ".join(
+        f"{precision} {gflops:.0f} GFLOP/s"
+        + (f" (sizes {sizes[precision][0]}-{sizes[precision][-1]})" if sizes.get(precision) else "")
+        for precision, gflops in peaks.items()))
+    probe = report.get("precision_probe")
+    if probe:
+        print(f"precision probe ({probe['source']}): bf16 {probe['bf16_gflops']:g} GFLOP/s, "
+              f"fp32 {probe['fp32_gflops']:g} on one linear layer's matmuls")
+    for precision, reason in report.get("skipped_precisions", {}).items():
+        print(f"{precision} variants skipped: {reason}")
     ceilings = report.get("model_matmul_ceiling_gflops")
     if ceilings:
-        print(f"the model's own matmuls timed alone: bf16 {ceilings['bf16']:.0f} GFLOP/s, "
-              f"fp32 {ceilings['fp32']:.0f} GFLOP/s (\"of mm\": the achieved rate against these)")
+        print("the model's own matmuls timed alone: "
+              + ", ".join(f"{precision} {gflops:.0f} GFLOP/s" for precision, gflops in ceilings.items())
+              + " (\"of mm\": the achieved rate against these)")
+    for precision, reason in report.get("model_matmul_ceiling_skipped", {}).items():
+        print(f"the model's matmuls in {precision} not timed: {reason}")
     print(f"{formula}\n{report['flops_per_token'] / 1e6:.0f} MFLOP/token here; "
           "MFU against the peak of the precision each variant ran in")
     print(f"CPU idle before/after: {machine['cpu_idle_before']:.0%}/{machine.get('cpu_idle_after', 0):.0%} "
@@ -111,6 +128,10 @@ def print_table(report: dict, formula: str) -> None:
               f"{row.get('speedup_vs_trainer_fp32') or nan:>11.2f}{row.get('speedup_vs_trainer_bf16') or nan:>11.2f}"
               f"{row['mfu']:>7.0%}{row.get('of_model_matmul_rate', nan):>7.0%}{row['peak_rss_mb']:>13}"
               + (f"{row.get('peak_gpu_mb', ''):>13}" if gpu else "") + f"{row['step_seconds']:>8.2f}")
+    for name, row in report.get("not_run", {}).items():
+        when = f" (round {row['round']})" if row.get("round") else ""
+        what = row["reason"] if row["status"] == "timed_out" else f"{row['status']}: {row['reason']}"
+        print(f"{name:<22}{row.get('precision', '?'):>6}  {what}{when}")
     spread = {name: row["tokens_per_s_rounds"] for name, row in report["variants"].items()
               if "tokens_per_s_rounds" in row}
     if spread:

@@ -49,7 +49,8 @@ def project_rate(model_dir: Path, settings, jobs: list[tuple[str, int]]) -> dict
 def pipeline_rate(model_dir: Path, settings, jobs: list[tuple[str, int]]) -> dict:
     from transformers import pipeline
 
-    generator = pipeline("text-generation", model=str(model_dir), device=0 if torch.cuda.is_available() else -1)
+    generator = pipeline("text-generation", model=str(model_dir), device=0 if torch.cuda.is_available() else -1,
+                         trust_remote_code=False)
     eos = generator.model.generation_config.eos_token_id
     stop = set(eos) if isinstance(eos, list) else {eos}
     sampling = {
@@ -71,6 +72,12 @@ def pipeline_rate(model_dir: Path, settings, jobs: list[tuple[str, int]]) -> dic
             "batch_size": 1}
 
 
+BENCH_PROMPTS = ["HAMLET:\nTo be, or not to be, that is the question:\n",
+                 "ROMEO:\nBut soft, what light through yonder window breaks?\n",
+                 "KING LEAR:\nBlow, winds, and crack your cheeks!\n",
+                 "Enter two Gentlemen.\n\nFIRST GENTLEMAN:\n"]
+
+
 def main() -> None:
     from transferlm.params import GenerateParams, load_params
 
@@ -83,7 +90,10 @@ def main() -> None:
     if not (args.model / "config.json").is_file():
         raise SystemExit(f"{args.model}: no model (run the fetch stage first, or pass --model)")
     settings = load_params(args.params).generate if args.params.is_file() else GenerateParams()
-    jobs = [(prompt, i) for prompt in settings.prompts for i in range(settings.num_samples)]
+    # `generate.prompts: auto` cuts prompts from the held-out split at generate time; the bench times the
+    # decoding, so fixed prompts of a similar length do.
+    prompts = settings.prompts if isinstance(settings.prompts, list) else BENCH_PROMPTS
+    jobs = [(prompt, i) for prompt in prompts for i in range(settings.num_samples)]
 
     project = project_rate(args.model, settings, jobs)
     baseline = pipeline_rate(args.model, settings, jobs)
@@ -93,7 +103,7 @@ def main() -> None:
         "speedup_vs_pipeline": round(project["tokens_per_s"] / baseline["tokens_per_s"], 2),
         "transferlm": project,
         "pipeline": baseline,
-        "settings": {"model": str(args.model), "prompts": len(settings.prompts), "samples_per_prompt":
+        "settings": {"model": str(args.model), "prompts": len(prompts), "samples_per_prompt":
                      settings.num_samples, "max_new_tokens": settings.max_new_tokens,
                      "device": "cuda" if torch.cuda.is_available() else "cpu",
                      "torch_threads": torch.get_num_threads(), "loadavg": [round(x, 2) for x in os.getloadavg()]},
