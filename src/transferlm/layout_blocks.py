@@ -5,6 +5,38 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+# A printed script wraps a line at a space or right after the hyphen of a hyphenated word; it never adds
+# a hyphen of its own. So a wrapped line that ends in one hyphen right after a letter or digit
+# ("walkie-" / "talkie") is a word broken at its hyphen: the next line joins it without a space, as the
+# word is typed on one line in Fountain. A real dash stays a dash and joins with a space: a hyphen after
+# a space ("Wait -") or a double one ("I don't--", "I don't --"). Ambiguous is a hyphen left dangling
+# before "and", "or", "nor" or "to" ("pre- and post-war", "ten- to twelve-year-old"): the printed line
+# was wrapped at the space after it, so before one of those words alone the space stays. Thus "self-" /
+# "conscious" is "self-conscious" and "anti-" / "and pro-war" is "anti- and pro-war", as in Fountain; what
+# this gets wrong is rare: a compound whose second part is such a bare word ("lean-" / "to" keeps its
+# space), and a one-hyphen interruption ("I was-" / "never") read as a compound (scripts write "--").
+_SUSPENDED = re.compile(r"(?:and|or|nor|to)(?: |$)")
+
+
+def _joins_without_space(before: str, after: str) -> bool:
+    return (
+        len(before) > 1
+        and before[-1] == "-"
+        and before[-2].isalnum()
+        and after[:1].isalnum()
+        and not _SUSPENDED.match(after)
+    )
+
+
+def join_wrapped(lines: list[str]) -> str:
+    """Wrapped lines as one: joined with a space, or without one after a word broken at its hyphen."""
+    parts: list[str] = []
+    for i, line in enumerate(lines):
+        if i and not _joins_without_space(lines[i - 1], line):
+            parts.append(" ")
+        parts.append(line)
+    return "".join(parts)
+
 
 @dataclass
 class Block:
@@ -19,7 +51,7 @@ class Block:
 
     def fold(self) -> None:
         if len(self.pieces) > 1:
-            self.lines[-1] = " ".join(self.pieces)
+            self.lines[-1] = join_wrapped(self.pieces)
             self.pieces = [self.lines[-1]]
 
 

@@ -16,14 +16,15 @@ returns, next to the remaining lines, the kind of each line whose kind Fountain 
 
 Then one converter reads both. A speech's wrapped lines are joined into one line per stretch of
 dialogue, so the model does not learn the page's line width and both layouts of one script clean to the
-same text.
+same text; a word the page broke at its hyphen ("walkie-" / "talkie") is joined without a space
+(transferlm.layout_blocks.join_wrapped says when a line-end hyphen is a dash instead).
 """
 
 from __future__ import annotations
 
 import re
 
-from transferlm.layout_blocks import Builder, speaker
+from transferlm.layout_blocks import Builder, join_wrapped, speaker
 
 _TITLE_KEY = re.compile(
     r"^(title|credit|authors?|source|draft date|date|contact|copyright|notes|revision)[ \t]*:(.*)$", re.I
@@ -185,7 +186,7 @@ def convert_screenplay(lines: list[str], forced: dict[int, str], title: str = ""
 
     def flush_action() -> None:
         if action:
-            out.direction(" ".join(action))
+            out.direction(join_wrapped(action))  # a word wrapped at its hyphen is joined whole
             action.clear()
 
     printed_title, i = _printed_title_page(lines, forced)
@@ -223,7 +224,7 @@ def convert_screenplay(lines: list[str], forced: dict[int, str], title: str = ""
             while not parenthetical[-1].endswith(")") and i + 1 < len(lines) and lines[i + 1].strip():
                 i += 1
                 parenthetical.append(lines[i].strip())
-            out.direction(" ".join(parenthetical).strip("()").strip())
+            out.direction(join_wrapped(parenthetical).strip("()").strip())
         elif speech is not None and kind is None and (speech.indent < 0 or _indent(lines[i]) >= speech.indent - 2):
             if speech.indent < 0:
                 speech.indent = _indent(lines[i])
