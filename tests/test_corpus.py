@@ -169,3 +169,24 @@ def test_write_corpus_files_match_the_manifest(tmp_path):
         {"source": str(tmp_path / "src"), "documents": 2, "bytes": manifest[0]["bytes"] + manifest[1]["bytes"]},
         {"source": str(tmp_path / "extra.txt"), "documents": 1, "bytes": manifest[2]["bytes"]},
     ]
+
+
+def test_credentials_and_query_strings_stay_out_of_the_manifest_and_metrics(http_root, tmp_path):  # noqa: F811
+    root, base = http_root
+    write(root / "play.txt", SPEECH)
+    url = base.replace("http://", "http://alice:s3cret@") + "/play.txt?sig=abc123"
+    docs = gather_corpus(fetch_params(url))
+    manifest = write_corpus(docs, tmp_path / "raw")
+    written = (tmp_path / "raw/manifest.json").read_text() + json.dumps(corpus_summary(manifest))
+    assert docs[0].text == SPEECH
+    assert "s3cret" not in written and "abc123" not in written and "alice" not in written
+    assert manifest[0]["source"] == base.replace("http://", "http://***@") + "/play.txt?***"
+
+
+def test_a_long_url_name_gives_a_short_document_name(http_root, tmp_path):  # noqa: F811
+    root, base = http_root
+    name = "x" * 250  # with .txt, as long as a file name gets; a URL could be longer still
+    write(root / f"{name}.txt", SPEECH)
+    docs = gather_corpus(fetch_params(f"{base}/{name}.txt"))
+    write_corpus(docs, tmp_path / "raw")  # docs/<name>.txt would have been 258 bytes, over the limit
+    assert docs[0].name == "x" * 100 and (tmp_path / "raw/docs" / f"{docs[0].name}.txt").is_file()

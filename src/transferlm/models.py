@@ -6,12 +6,33 @@ Weights load only from safetensors (never a pickle) and remote code is never run
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 
 from transferlm.errors import InputError
 from transferlm.params import Shape
+
+# The files in which transformers looks for `auto_map`, the pointer to a model's own Python classes.
+CODE_POINTERS = ("config.json", "tokenizer_config.json", "processor_config.json", "preprocessor_config.json")
+
+
+def refuse_remote_code(folder: Path, what: str) -> None:
+    """Refuse a model folder whose config points at Python code of its own (`auto_map`).
+
+    Every load also passes trust_remote_code=False, so such code never runs; without this check transformers
+    would refuse in several lines, or for an architecture it knows quietly use its own class instead.
+    """
+    for name in CODE_POINTERS:
+        file = folder / name
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # absent or unreadable: the loader reports what it needs
+            continue
+        if isinstance(data, dict) and "auto_map" in data:
+            raise InputError(f"{what}: {name} points at the model's own Python code (auto_map); refused, "
+                             f"code shipped with a model is never run")
 
 
 def check_model_dir(path: str | Path) -> Path:
@@ -20,7 +41,15 @@ def check_model_dir(path: str | Path) -> Path:
         raise InputError(f"{path}: model directory not found")
     if not (path / "config.json").is_file():
         raise InputError(f"{path}: not a model directory (no config.json; run the fetch stage first)")
+    refuse_remote_code(path, str(path))
     return path
+
+
+def load_tokenizer(path: str | Path):
+    """The tokenizer saved in a model directory; any code it points at is refused, never run."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(check_model_dir(path), trust_remote_code=False)
 
 
 def load_pretrained(base_dir: Path, dtype: torch.dtype = torch.float32):
@@ -59,10 +88,8 @@ def apply_lora(model, r: int, alpha: int, dropout: float):
 
 def save_model(model, tokenizer_dir: Path, out_dir: Path, card=None) -> None:
     """Plain Hugging Face layout: safetensors weights, config, tokenizer and a model card (README.md)."""
-    from transformers import AutoTokenizer
-
     model.save_pretrained(out_dir, safe_serialization=True)
-    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(out_dir)
+    load_tokenizer(tokenizer_dir).save_pretrained(out_dir)
     if card is not None:
         card.save(out_dir / "README.md")
 
@@ -77,13 +104,13 @@ def inference_dtype(device: torch.device) -> torch.dtype:
 
 def load_for_inference(path: str | Path, device: torch.device | None = None):
     """A model in eval mode on `device` and its tokenizer, set up for left-padded batches."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from transferlm.device import pick_device
 
     path = check_model_dir(path)
     device = device or pick_device()
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = load_tokenizer(path)
     tokenizer.padding_side = "left"  # generation continues at the right end of every row
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

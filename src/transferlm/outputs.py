@@ -1,15 +1,17 @@
 """All-or-nothing stage outputs.
 
-A stage writes every output under a temporary sibling path (`.NAME.xxxxxxxx.tmp`) and swaps them into
+A stage writes every output under a temporary sibling path (`.NAME.xxxxxxxx.PID.tmp`) and swaps them into
 place only after all of them are complete, so a crash, an error or a kill never leaves a partial file
 that a later stage (or `dvc commit`) would take for a finished one.
 
 The swap is as close to all-at-once as renames allow: first every old output is moved aside (to
-`.NAME.xxxxxxxx.old.tmp`), then every new one is moved in, then the old ones are deleted. At no moment
+`.NAME.xxxxxxxx.PID.old.tmp`), then every new one is moved in, then the old ones are deleted. At no moment
 are old and new outputs visible side by side: a kill in the first phase leaves some olds and some
 gaps, in the second some news and some gaps, and a gap makes DVC rerun the stage. An exception during
 the swap puts the old outputs back. Temporary names all end in `.tmp`, which .gitignore and .dvcignore
-leave out, and a stage removes the ones a killed run left beside its outputs when it starts writing.
+leave out, and a stage removes the ones a killed run left beside its outputs when it starts writing:
+only those whose writer (the process id in the name) has ended, so a second writer of the same output
+never deletes the first one's live temporaries.
 """
 
 from __future__ import annotations
@@ -23,18 +25,20 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 
 def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
+    with contextlib.suppress(FileNotFoundError):  # another process's sweep may have taken it first
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 def _temp_sibling(final: Path, kind: str) -> Path:
-    """A fresh unused name beside `final`: .NAME.<8 random chars>.tmp (or .old.tmp), not yet created."""
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f"{kind}.tmp", dir=final.parent)
+    """A fresh unused name beside `final`: .NAME.<8 random chars>.<pid>.tmp (or .old.tmp), not yet created."""
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".{os.getpid()}{kind}.tmp", dir=final.parent)
     os.close(fd)
     os.unlink(name)
     return Path(name)
@@ -44,15 +48,45 @@ def remove_stale_temps(final: Path) -> list[Path]:
     """Delete the temporary siblings of `final` that an interrupted run left behind; return them.
 
     Only names this module makes for this very output match (8 random characters from tempfile), so
-    `train.json`'s leftovers are never confused with those of an output called `train`.
+    `train.json`'s leftovers are never confused with those of an output called `train`; and only those
+    whose writer has ended, so a run writing the same output right now keeps its own.
     """
-    pattern = re.compile(rf"\.{re.escape(final.name)}\.[a-z0-9_]{{8}}(?:\.old)?\.tmp")
-    if not final.parent.is_dir():
+    pattern = re.compile(rf"\.{re.escape(final.name)}\.[a-z0-9_]{{8}}(?:\.(?P<pid>\d+))?(?:\.old)?\.tmp")
+    return remove_dead_writers_temps(final.parent, pattern)
+
+
+def remove_dead_writers_temps(folder: Path, pattern: re.Pattern) -> list[Path]:
+    """Delete the entries of `folder` whose names match `pattern` and whose writer has ended; return them.
+
+    The writer is the process id in the pattern's group `pid`; a name without one predates these ids and
+    its writer is long gone.
+    """
+    if not folder.is_dir():
         return []
-    stale = [p for p in final.parent.iterdir() if pattern.fullmatch(p.name)]
-    for path in stale:
-        _remove(path)
+    stale = []
+    for path in folder.iterdir():
+        match = pattern.fullmatch(path.name)
+        if match and writer_is_gone(match["pid"]):
+            _remove(path)
+            stale.append(path)
     return stale
+
+
+def writer_is_gone(pid: str | None) -> bool:
+    """Whether the process with this id (from a temporary name) has ended; None: a name without an id.
+
+    A running process, this one or another user's included, keeps its temporaries. An id reused by an
+    unrelated process can only keep a dead run's leftovers a while longer, never remove a live writer's.
+    """
+    if pid is None:
+        return True
+    try:
+        os.kill(int(pid), 0)  # signal 0: nothing is sent, only whether the process exists is checked
+    except (ProcessLookupError, OverflowError):
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def swap_into_place(pairs: list[tuple[Path, Path]]) -> None:
@@ -127,3 +161,20 @@ def write_csv(path: str | Path, rows: list[dict], columns: tuple[str, ...] | lis
         writer.writerow(columns)
         for row in rows:
             writer.writerow([f"{row[c]:.6g}" if isinstance(row[c], float) else row[c] for c in columns])
+
+
+def redact_url(source: str) -> str:
+    """`source` with a URL's user:password@ and its ?query and #fragment shown as ***; anything else as it is.
+
+    For what is kept or shared (the manifest, metrics/fetch.json, model cards): userinfo can hold a
+    password and a query string a signed token.
+    """
+    try:
+        parts = urlsplit(source)
+    except ValueError:
+        return source
+    if parts.scheme.lower() not in ("http", "https"):
+        return source
+    netloc = f"***@{parts.netloc.rpartition('@')[2]}" if "@" in parts.netloc else parts.netloc
+    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "",
+                       "***" if parts.fragment else ""))

@@ -35,7 +35,7 @@ DEFAULT_SHAPES = {"hidden_size": 576, "intermediate_size": 1536, "tokens": 1024}
 
 
 def cache_file() -> Path:
-    from transferlm.download import cache_dir
+    from transferlm.paths import cache_dir
 
     return cache_dir() / "precision_probe.json"
 

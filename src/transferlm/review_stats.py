@@ -20,10 +20,13 @@ def _bounds(values: np.ndarray) -> list[float]:
 
 def mean_interval(ratings: list[int]) -> dict:
     """Mean of the ratings and a percentile bootstrap interval over the ratings."""
-    values = np.asarray(ratings, dtype=float)
+    values, counts = np.unique(np.asarray(ratings, dtype=float), return_counts=True)
+    n = int(counts.sum())
     rng = np.random.default_rng(SEED)
-    means = values[rng.integers(0, len(values), size=(RESAMPLES, len(values)))].mean(axis=1)
-    return {"mean": float(values.mean()), "ci": _bounds(means), "n": len(values)}
+    # Drawing n ratings with replacement is drawing how often each distinct value comes up: the same
+    # bootstrap, in memory that grows with the distinct values (at most 5), not with the ratings.
+    means = rng.multinomial(n, counts / n, size=RESAMPLES) @ values / n
+    return {"mean": float(values @ counts / n), "ci": _bounds(means), "n": n}
 
 
 def bradley_terry(wins: np.ndarray) -> np.ndarray:
@@ -52,25 +55,26 @@ def bradley_terry(wins: np.ndarray) -> np.ndarray:
 def pairwise(comparisons: list[tuple[str, str, float]], models: list[str]) -> dict:
     """Win rates and a Bradley-Terry ranking from (model_a, model_b, points of a: 1, 0.5 or 0)."""
     index = {name: i for i, name in enumerate(models)}
-    a = np.array([index[c[0]] for c in comparisons])
-    b = np.array([index[c[1]] for c in comparisons])
-    points = np.array([c[2] for c in comparisons], dtype=float)
+    # Comparisons with the same models and outcome are interchangeable: keep each kind once with its
+    # count, and resample counts (as mean_interval does), so memory does not grow with the comparisons.
+    kinds, counts = np.unique([(index[c[0]], index[c[1]], c[2]) for c in comparisons], axis=0, return_counts=True)
+    a, b, points = kinds[:, 0].astype(int), kinds[:, 1].astype(int), kinds[:, 2]
 
-    def matrix(pick: np.ndarray) -> np.ndarray:
+    def matrix(weight: np.ndarray) -> np.ndarray:
         wins = np.zeros((len(models), len(models)))
-        np.add.at(wins, (a[pick], b[pick]), points[pick])
-        np.add.at(wins, (b[pick], a[pick]), 1 - points[pick])
+        np.add.at(wins, (a, b), weight * points)
+        np.add.at(wins, (b, a), weight * (1 - points))
         return wins
 
     def rates(wins: np.ndarray) -> np.ndarray:
         games = (wins + wins.T).sum(axis=1)
         return np.divide(wins.sum(axis=1), games, out=np.full(len(models), np.nan), where=games > 0)
 
-    wins = matrix(np.arange(len(comparisons)))
+    wins = matrix(counts)
     rng = np.random.default_rng(SEED)
-    picks = rng.integers(0, len(comparisons), size=(RESAMPLES, len(comparisons)))
-    boot_rates = np.array([rates(matrix(pick)) for pick in picks])
-    boot_bt = np.array([bradley_terry(matrix(pick)) for pick in picks])
+    draws = rng.multinomial(len(comparisons), counts / len(comparisons), size=RESAMPLES)
+    boot_rates = np.array([rates(matrix(draw)) for draw in draws])
+    boot_bt = np.array([bradley_terry(matrix(draw)) for draw in draws])
     strength = bradley_terry(wins)
     win_rate = rates(wins)
 
@@ -97,12 +101,12 @@ def pairwise(comparisons: list[tuple[str, str, float]], models: list[str]) -> di
             mask = ((a == i) & (b == j)) | ((a == j) & (b == i))
             if not mask.any():
                 continue
-            first_points = np.where(a[mask] == i, points[mask], 1 - points[mask])
+            first_points, times = np.where(a[mask] == i, points[mask], 1 - points[mask]), counts[mask]
             by_pair.append({
                 "models": [first, models[j]],
-                "comparisons": int(mask.sum()),
-                "wins": [int((first_points == 1).sum()), int((first_points == 0).sum())],
-                "ties": int((first_points == 0.5).sum()),
-                "win_rate": float(first_points.mean()),  # of the first model, a tie counting half
+                "comparisons": int(times.sum()),
+                "wins": [int(times[first_points == 1].sum()), int(times[first_points == 0].sum())],
+                "ties": int(times[first_points == 0.5].sum()),
+                "win_rate": float(first_points @ times / times.sum()),  # of the first model, a tie counting half
             })  # fmt: skip
     return {"comparisons": len(comparisons), "models": per_model, "ranking": ranking, "pairs": by_pair}
