@@ -10,25 +10,26 @@ import math
 from pathlib import Path
 
 import typer
-from transformers import AutoTokenizer
 
 from transferlm import data, paths, runs
+from transferlm.clean import read_documents
 from transferlm.cli import run_stage
 from transferlm.device import pick_device, resolve_precision
 from transferlm.evaluate import (
     load_tokenized,
     perplexity_entry,
+    pick_criteria,
     read_samples,
     sample_measures,
     samples_by_model,
     train_ngram_hashes,
 )
-from transferlm.heldout import heldout_loss
-from transferlm.models import check_model_dir, load_for_inference
+from transferlm.heldout import bits_per_byte, heldout_bytes_per_token, heldout_loss
+from transferlm.layout import DOCUMENTS, corpus_layout
+from transferlm.models import check_model_dir, load_for_inference, load_tokenizer
 from transferlm.outputs import staged_outputs, write_json
 from transferlm.params import load_params
 from transferlm.review import (
-    CRITERIA,
     KEY_COLUMNS,
     build_pairs,
     build_review,
@@ -55,7 +56,12 @@ def run(params_file: Path = typer.Option(Path("params.yaml"), "--params")) -> No
     for path in compared.values():  # fail before any slow work
         check_model_dir(path)
     samples = read_samples(paths.SAMPLES_JSONL)
+    # The page shows the review's own samples, never the labelled ones in reports/ (transferlm.generate).
+    review_samples = read_samples(paths.REVIEW_SAMPLES)
     tokenized = load_tokenized(paths.TOKENIZED)
+    # The layout the corpus was cleaned into: what the format rate checks and `auto` criteria are picked by.
+    layout, reading = corpus_layout(doc.text for doc in read_documents(DOCUMENTS))
+    log.info("corpus layout: %s (%s)", layout, reading)
 
     # The same held-out blocks, loss function and precision as the training curves: one loss per model.
     blocks = data.heldout_blocks(paths.TOKENIZED, params.eval_blocks, params.seed)
@@ -67,24 +73,26 @@ def run(params_file: Path = typer.Option(Path("params.yaml"), "--params")) -> No
                                       tokens=params.batch_size * blocks.shape[1])
         loss, tokens = heldout_loss(model, blocks, params.batch_size, precision)
         del model  # one model in memory at a time
-        perplexity[name] = {**perplexity_entry(loss, tokens), "model_dir": str(path), "precision": precision}
+        perplexity[name] = {**perplexity_entry(loss, tokens), "model_dir": str(path), "precision": precision,
+                            "bits_per_byte": bits_per_byte(loss, heldout_bytes_per_token(blocks, paths.BASE_MODEL))}
         log.info("%s: held-out loss %.4f, perplexity %.2f, %d tokens", name, loss, math.exp(loss), tokens)
 
     # All three models share the base tokenizer, so copy_rate counts the same tokens for each.
-    tokenizer = AutoTokenizer.from_pretrained(paths.BASE_MODEL)
+    tokenizer = load_tokenizer(paths.BASE_MODEL)
     train_hashes = train_ngram_hashes(tokenized, params.copy_ngram)
     measures = {
-        name: sample_measures(rows, tokenizer, train_hashes, params.copy_ngram)
+        name: sample_measures(rows, tokenizer, train_hashes, params.copy_ngram, layout)
         for name, rows in samples_by_model(samples).items()
     }
-    criteria = params.criteria() or CRITERIA
-    sheet, key = build_review(samples, params.seed, criteria)
+    criteria, criteria_why = pick_criteria(params.criteria(), layout, reading)
+    sheet, key = build_review(review_samples, params.seed, criteria)
     pairs = build_pairs(key, params.seed)
 
     with staged_outputs(EVAL_JSON, REVIEW_DIR, paths.REVIEW_KEY) as (eval_tmp, review_tmp, key_tmp):
-        metrics = {"perplexity": perplexity, "samples": measures, "copy_ngram": params.copy_ngram}
+        metrics = {"perplexity": perplexity, "samples": measures, "copy_ngram": params.copy_ngram,
+                   "layout": {"name": layout, "reading": reading}, "review_criteria": criteria_why}
         eval_tmp.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-        write_review(review_tmp, sheet, pairs, criteria)
+        write_review(review_tmp, sheet, pairs, criteria, note=criteria_why)
         key_tmp.write_text(to_csv(key, KEY_COLUMNS), encoding="utf-8")
 
 

@@ -1,6 +1,7 @@
 """Sample from the base, fine-tuned and from-scratch models side by side; or print one prompt's completion.
 
-    python stages/generate.py                                   # pipeline: reports/samples.{jsonl,md}
+    python stages/generate.py                                   # pipeline: reports/samples.{jsonl,md},
+                                                                # and the blind review's data/review_samples.jsonl
     python stages/generate.py --prompt "HAMLET:" --model models/finetuned [--max-new-tokens N --seed S]
 """
 
@@ -11,10 +12,19 @@ import typer
 
 from transferlm import paths, runs
 from transferlm.cli import run_stage
-from transferlm.generate import generate_batch, generate_samples, samples_jsonl, samples_markdown
-from transferlm.models import check_model_dir, load_for_inference
+from transferlm.generate import (
+    blind_samples,
+    generate_batch,
+    review_settings,
+    sample_rows,
+    samples_jsonl,
+    samples_markdown,
+)
+from transferlm.layout import DOCUMENTS
+from transferlm.models import check_model_dir, load_for_inference, load_tokenizer
 from transferlm.outputs import staged_outputs
 from transferlm.params import load_params
+from transferlm.prompts import SPLIT_METRICS, resolve_prompts
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -43,10 +53,24 @@ def main(
     compared = runs.compared_models(params)
     for path in compared.values():  # fail before loading anything
         check_model_dir(path)
-    rows = [row for name, path in compared.items() for row in generate_samples(name, path, settings)]
-    with staged_outputs(paths.SAMPLES_JSONL, paths.SAMPLES_MD) as (jsonl_tmp, md_tmp):
+    # The compared models share the base model's tokenizer: it measures generate.prompt_tokens.
+    counter = load_tokenizer(paths.BASE_MODEL)
+    prompts = resolve_prompts(settings, params.tokenize, DOCUMENTS, SPLIT_METRICS,
+                              lambda text: len(counter(text, add_special_tokens=False)["input_ids"]))
+    settings = dataclasses.replace(settings, prompts=[prompt.text for prompt in prompts])
+    sources = [prompt.source for prompt in prompts]
+    rows, review = [], []
+    for name, path in compared.items():
+        lm, tokenizer = load_for_inference(path)
+        rows += sample_rows(lm, tokenizer, name, settings, sources)
+        review += sample_rows(lm, tokenizer, name, review_settings(settings), sources)
+        del lm  # one model in memory at a time
+    review = blind_samples(review, rows)
+    outputs = (paths.SAMPLES_JSONL, paths.SAMPLES_MD, paths.REVIEW_SAMPLES)
+    with staged_outputs(*outputs) as (jsonl_tmp, md_tmp, review_tmp):
         jsonl_tmp.write_text(samples_jsonl(rows), encoding="utf-8")
         md_tmp.write_text(samples_markdown(rows, settings), encoding="utf-8")
+        review_tmp.write_text(samples_jsonl(review), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ PARAMS = typer.Option(Path("params.yaml"), "--params", help="The params file.")
 def ladder(size: str = typer.Option(..., help="A size named in scratch.shapes."), params_file: Path = PARAMS) -> None:
     """Train one ladder size on scratch.budget x the fine-tune's FLOPs; keep its weights for generate/evaluate."""
     params = load_params(params_file)
-    run = runs.scratch(params, size, budget=params.scratch.budget)
+    run = runs.scratch(params, size, budget=params.scratch.budget, sample_tokens=runs.SAMPLE_TOKENS)
     corpus = [s.source for s in params.fetch.corpus]
 
     def card(metrics: dict):

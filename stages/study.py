@@ -1,10 +1,11 @@
 """study stage: which optimizer and learning rate fine-tune best, by successive halving over the grid.
 
-    python stages/study.py grid --optimizer adamw --lr 0.001   # round 0: one grid point, short budget
-    python stages/study.py halving                             # later rounds: the best 1/eta, eta x longer
-    python stages/study.py seed --seed 2                       # the last round's runs with another seed
-    python stages/study.py lr-find --optimizer adamw           # the lr range test of one optimizer
-    python stages/study.py summarize                           # metrics/study.json and the recommendation
+    python stages/study.py grid                     # round 0: every grid point, short budget, one process
+    python stages/study.py halving                  # later rounds: the best 1/eta, eta x longer
+    python stages/study.py seed --seed 2            # the last round's runs with another seed
+    python stages/study.py lr-find --optimizer adamw  # the lr range test of one optimizer
+    python stages/study.py batch                    # the recommended optimizer at several batch sizes
+    python stages/study.py summarize                # metrics/study.json and the recommendation
 """
 
 import json
@@ -25,17 +26,24 @@ HALVING = paths.STUDY / "halving"
 SEEDS = paths.STUDY / "seeds"
 FINALISTS = "finalists.json"  # in HALVING: the points the seed runs repeat
 LR_FIND = paths.STUDY / "lr_find"
+BATCH = paths.STUDY / "batch"
+BATCH_SUMMARY = "summary.json"  # in BATCH: equal tokens, equal time
 
 
 @app.command()
-def grid(optimizer: str = typer.Option(..., help="One of study.optimizers."),
-         lr: float = typer.Option(..., help="One of study.lrs."), params_file: Path = PARAMS) -> None:
-    """Round 0: one grid point for the first (shortest) budget of successive halving."""
+def grid(params_file: Path = PARAMS) -> None:
+    """Round 0: every grid point for the first (shortest) budget of successive halving.
+
+    One process for the whole grid: a point's few steps cost less than starting Python and torch again."""
     params = load_params(params_file)
-    steps = study.rung_steps(params.train.max_steps, params.study.rungs, params.study.eta)[0]
-    run = runs.grid_point(params, optimizer, lr, steps, initial_loss=runs.zero_shot_loss())
-    run.train.validate()  # optimizer and lr come from the command line
-    runs.execute(run, params, ROUND0 / runs.point_name(optimizer, lr), checkpoints=False)
+    steps = study.rung_steps(params.study.max_steps, params.study.rungs, params.study.eta)[0]
+    start = runs.zero_shot_loss()
+    with staged_outputs(ROUND0) as (tmp,):
+        tmp.mkdir()
+        for optimizer in params.study.optimizers:
+            for lr in params.study.lrs:
+                run = runs.grid_point(params, optimizer, lr, steps, initial_loss=start)
+                runs.execute(run, params, tmp / runs.point_name(optimizer, lr), checkpoints=False)
 
 
 @app.command()
@@ -43,7 +51,7 @@ def halving(params_file: Path = PARAMS) -> None:
     """Rounds 1..study.rungs-1: each keeps the best 1/eta of the previous round and runs it eta x longer."""
     params = load_params(params_file)
     start = runs.zero_shot_loss()
-    steps = study.rung_steps(params.train.max_steps, params.study.rungs, params.study.eta)
+    steps = study.rung_steps(params.study.max_steps, params.study.rungs, params.study.eta)
     survivors = _round0(params)
     with staged_outputs(HALVING) as (tmp,):
         tmp.mkdir()
@@ -89,6 +97,23 @@ def lr_find(optimizer: str = typer.Option(..., help="One of study.optimizers."),
 
 
 @app.command()
+def batch(params_file: Path = PARAMS) -> None:
+    """The fine-tune's optimizer and lr at each of study.batch_sizes, on the same number of training tokens."""
+    params = load_params(params_file)
+    train = runs.resolve_train(params.train)
+    start = runs.zero_shot_loss()
+    with staged_outputs(BATCH) as (tmp,):
+        tmp.mkdir()
+        results = []
+        for size in params.study.batch_sizes:
+            run = runs.batch_size_run(params, train, size, initial_loss=start)
+            metrics = runs.execute(run, params, tmp / str(size), checkpoints=False)
+            results.append({**metrics, "batch_size": size, "val_curve": curves.read_curve(tmp / str(size), "val")})
+        dump_json(tmp / BATCH_SUMMARY, study.batch_size_summary(
+            results, rule=runs.lr_scaling_rule(train.optimizer), base_batch=train.batch_size, base_lr=train.lr))
+
+
+@app.command()
 def summarize(params_file: Path = PARAMS) -> None:
     """metrics/study.json (grid, rounds, finalists, ties, per-optimizer findings), recommended.json, plots."""
     params = load_params(params_file)
@@ -99,10 +124,11 @@ def summarize(params_file: Path = PARAMS) -> None:
     for optimizer in params.study.optimizers:
         curve = curves.read_curve(LR_FIND / optimizer, "train")
         finds[optimizer] = study.lr_find_suggestion([r["lr"] for r in curve], [r["loss"] for r in curve])
-        for r, smooth in zip(curve, finds[optimizer].pop("smoothed"), strict=True):
+        smoothed = finds[optimizer].pop("smoothed")
+        for r, smooth in zip(curve, smoothed, strict=False):  # the smoothed curve ends where the loss blew up
             find_rows.append({"optimizer": optimizer, "lr": r["lr"], "loss": r["loss"], "smoothed": smooth})
     summary = study.summarize(_round0(params), rounds, seed_runs, finds, start, params.study.eta)
-    summary["rung_steps"] = study.rung_steps(params.train.max_steps, params.study.rungs, params.study.eta)
+    summary["rung_steps"] = study.rung_steps(params.study.max_steps, params.study.rungs, params.study.eta)
     summary["lr_find"] = finds
     plots = paths.PLOTS / "study"
     with staged_outputs(paths.METRICS / "study.json", paths.RECOMMENDED, plots) as (summary_tmp, rec_tmp, plots_tmp):

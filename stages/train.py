@@ -19,7 +19,7 @@ app = typer.Typer(add_completion=False, help=__doc__)
 def main(params_file: Path = typer.Option(Path("params.yaml"), "--params", help="The params file.")) -> None:
     params = load_params(params_file)
     train = runs.resolve_train(params.train)
-    run = runs.finetune(train, initial_loss=runs.zero_shot_loss())
+    run = runs.finetune(train, compare_steps=params.scratch.compare_steps, initial_loss=runs.zero_shot_loss())
     corpus = [s.source for s in params.fetch.corpus]
 
     def card(metrics: dict):

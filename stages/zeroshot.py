@@ -14,7 +14,7 @@ import typer
 from transferlm import data, models, paths
 from transferlm.cli import run_stage
 from transferlm.device import last_precision_decision, pick_device, resolve_precision
-from transferlm.heldout import heldout_loss
+from transferlm.heldout import bits_per_byte, heldout_bytes_per_token, heldout_loss
 from transferlm.outputs import write_json
 from transferlm.params import load_params
 from transferlm.precision import cpu_model
@@ -31,7 +31,11 @@ def main(params_file: Path = typer.Option(Path("params.yaml"), "--params", help=
                                   intermediate_size=getattr(model.config, "intermediate_size", None),
                                   tokens=params.train.batch_size * heldout.shape[1])
     loss, tokens = heldout_loss(model, heldout, params.evaluate.batch_size, precision)
+    # Every held-out loss is on these blocks: the report turns each into bits per byte with this ratio.
+    bytes_per_token = heldout_bytes_per_token(heldout, paths.BASE_MODEL)
     write_json(paths.ZEROSHOT, {"loss": loss, "perplexity": math.exp(loss), "tokens": tokens,
+                                "bytes_per_token": bytes_per_token,
+                                "bits_per_byte": bits_per_byte(loss, bytes_per_token),
                                 "blocks": len(heldout), "precision": precision,
                                 "precision_choice": last_precision_decision(),
                                 # The machine every figure of this run comes from (the report says so).

@@ -16,17 +16,23 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from conftest import TINY_TEXT
 from test_generate import make_workspace, run_script
+from transferlm.clean import write_documents
+from transferlm.corpus import Document
 from transferlm.data import heldout_blocks
 from transferlm.evaluate import (
+    REVIEW_CRITERIA,
     copy_rate,
     distinct_n,
+    format_rate,
     load_tokenized,
     ngram_hashes,
+    pick_criteria,
     repetition_rate,
     train_ngram_hashes,
 )
-from transferlm.generate import MODELS, generate_samples, samples_jsonl
+from transferlm.generate import MODELS, generate_samples, review_settings, samples_jsonl
 from transferlm.heldout import heldout_loss
+from transferlm.layout import PLAY, PROSE, SCREENPLAY, corpus_layout
 from transferlm.params import GenerateParams
 
 BLOCK = 16
@@ -125,6 +131,70 @@ def test_copy_rate_planted_copy_and_unrelated_text(tokenized, tokenizer):
     )
 
 
+SCREENPLAY_TEXT = """INT. BAKERY - NIGHT
+[Flour everywhere. MARGO kneads.]
+
+MARGO:
+We open in an hour.
+
+TOM:
+[wiping his hands]
+Then we had better hurry.
+
+EXT. STREET - DAY
+[A queue forms.]
+"""
+
+
+def test_corpus_layout_reads_the_cleaned_documents():
+    assert corpus_layout([TINY_TEXT * 3])[0] == PLAY
+    layout, reading = corpus_layout([SCREENPLAY_TEXT * 3, TINY_TEXT])
+    assert layout == SCREENPLAY
+    assert reading.startswith("1 of 2 cleaned documents") and "6 INT./EXT. scene headings, 6 NAME: cues" in reading
+    prose = "It was a dark night. The rain fell on the roofs of the town.\n\n" * 20
+    assert corpus_layout([prose, TINY_TEXT])[0] == PROSE  # most of the text is prose
+
+
+def row(prompt: str, text: str, new_tokens: int = 5, max_new_tokens: int = 64) -> dict:
+    return {"prompt": prompt, "text": text, "new_tokens": new_tokens, "settings": {"max_new_tokens": max_new_tokens}}
+
+
+FOLLOWS_PLAY = [
+    row("HAMLET:\n", "To be, or not to be.\n\nOPHELIA:\nGood my lord.\n"),  # continues the speech, then a new one
+    row("HAMLET:\nTo be", ", or not to be.\n[Exit]\n\nSCENE II. A room.\n[Enter ROMEO]\n\nROMEO:\nSoft!\n"),
+    row("ROMEO:\n", "But soft.\n\nJULIET:\n"),  # a cue at the very end: cut short there
+    row("ROMEO:\n", "But soft.\n\n[Enter JUL", new_tokens=64),  # cut at max_new_tokens mid-direction
+]
+BREAKS_PLAY = [
+    row("HAMLET:\n", "To be.\n\nSure! Here is a short poem about Hamlet.\n"),  # chat text between speeches
+    row("HAMLET:\n", "To be.\nOPHELIA:\nMy lord.\n"),  # a cue without the blank line before it
+    row("HAMLET:\n", "To be.\n\nOPHELIA:\n\nHAMLET:\nAy.\n"),  # a cue with no speech
+    row("HAMLET:\n", "To be.\n\nOphelia: my lord, you are merry.\n"),  # an inline, lower-case cue
+    row("HAMLET:\n", "To be.\n\nINT. CASTLE - NIGHT\n\nOPHELIA:\nAy.\n"),  # a screenplay heading in a play
+    row("ROMEO:\n", "But soft.\n\n[Enter JUL", new_tokens=12),  # stopped at EOS: the direction is broken
+]
+
+
+def test_format_rate_on_samples_that_follow_and_break_the_layout():
+    assert format_rate(FOLLOWS_PLAY, PLAY) == 1.0
+    assert format_rate(BREAKS_PLAY, PLAY) == 0.0
+    assert format_rate(FOLLOWS_PLAY[:2] + BREAKS_PLAY[:2], PLAY) == 0.5
+    screenplay = [row("MARGO:\n", "We open in an hour.\n\nINT. BAKERY - LATER\n[The queue is gone.]\n\nTOM:\nDone.\n"),
+                  row("INT. BAKERY - NIGHT\n", "[MARGO kneads.]\n\nMARGO:\nHurry.\n")]
+    assert format_rate(screenplay, SCREENPLAY) == 1.0
+    assert format_rate(screenplay[:1], PLAY) == 0.0  # a play has no INT./EXT. headings
+    assert format_rate(FOLLOWS_PLAY, PROSE) is None and format_rate([], PLAY) == 0.0
+
+
+def test_review_criteria_by_layout_or_as_listed():
+    criteria, why = pick_criteria(None, SCREENPLAY, "1 of 1 cleaned documents read as screenplays")
+    assert criteria == REVIEW_CRITERIA[SCREENPLAY] and "INT./EXT." in criteria["style"]
+    assert why == "screenplay criteria: 1 of 1 cleaned documents read as screenplays"
+    listed = {"humour": "Is it funny?"}
+    assert pick_criteria(listed, PLAY, "") == (listed, "criteria as params.yaml lists them (evaluate.review_criteria)")
+    assert all(set(REVIEW_CRITERIA[layout]) == {"coherence", "relevance", "style"} for layout in REVIEW_CRITERIA)
+
+
 # ------------------------------------------------------------------------------------------ the stage
 
 
@@ -134,11 +204,17 @@ def evaluate_workspace(tmp_path, tiny_model_dir, tokenizer):
     params["evaluate"] |= {"eval_blocks": 3, "batch_size": 2, "copy_ngram": 4}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     build_tokenized(tmp_path / "data" / "tokenized", tokenizer)
+    (tmp_path / "data" / "clean").mkdir()
+    write_documents(tmp_path / "data" / "clean" / "documents.jsonl", [Document("hamlet", "test", TINY_TEXT * 3)])
     settings = GenerateParams(prompts=["HAMLET:\n", "ROMEO:\n"], max_new_tokens=6, num_samples=2)
     dirs = {"base": "base", "finetuned": "finetuned", "scratch": "scratch/full"}
-    rows = [row for name in MODELS for row in generate_samples(name, tmp_path / "models" / dirs[name], settings)]
+    labelled, rows = [], []
+    for name in MODELS:
+        labelled += generate_samples(name, tmp_path / "models" / dirs[name], settings)
+        rows += generate_samples(name, tmp_path / "models" / dirs[name], review_settings(settings))
     (tmp_path / "reports").mkdir()
-    (tmp_path / "reports" / "samples.jsonl").write_text(samples_jsonl(rows))
+    (tmp_path / "reports" / "samples.jsonl").write_text(samples_jsonl(labelled))
+    (tmp_path / "data" / "review_samples.jsonl").write_text(samples_jsonl(rows))
     return rows
 
 
@@ -148,14 +224,17 @@ def test_stage_run_and_score(tiny_model_dir, tmp_path, tokenizer):
     assert result.returncode == 0, result.stderr
 
     metrics = json.loads((tmp_path / "metrics" / "eval.json").read_text())
-    assert set(metrics) == {"perplexity", "samples", "copy_ngram"} and metrics["copy_ngram"] == 4
+    assert set(metrics) == {"perplexity", "samples", "copy_ngram", "layout", "review_criteria"}
+    assert metrics["copy_ngram"] == 4 and metrics["layout"]["name"] == PLAY
+    assert metrics["review_criteria"].startswith("play criteria: 1 of 1 cleaned documents (100% of the text) read")
     for name in MODELS:
         entry = metrics["perplexity"][name]
         assert entry["tokens"] == 3 * (BLOCK - 1)
         assert entry["perplexity"] == pytest.approx(math.exp(entry["loss"]))
         assert entry["precision"] in ("fp32", "bf16")
-        measures = {"distinct_1", "distinct_2", "repetition_rate", "mean_new_tokens", "copy_rate"}
+        measures = {"distinct_1", "distinct_2", "repetition_rate", "mean_new_tokens", "copy_rate", "format_rate"}
         assert set(metrics["samples"][name]) == measures
+        assert 0.0 <= metrics["samples"][name]["format_rate"] <= 1.0
     same = ("loss", "tokens")  # same tiny weights in all three
     assert {k: metrics["perplexity"]["base"][k] for k in same} == {k: metrics["perplexity"]["scratch"][k] for k in same}
 
@@ -164,6 +243,12 @@ def test_stage_run_and_score(tiny_model_dir, tmp_path, tokenizer):
     assert len(key) == len(rows)
     for name in ("sheet.csv", "sheet.html", "README.md"):
         assert (tmp_path / "reports" / "review" / name).is_file()
+    # The page shows the review's own samples; none of them is among the labelled ones in reports/.
+    page = (tmp_path / "reports" / "review" / "index.html").read_text()
+    samples = json.loads(page.split('id="review-data">')[1].split("</script>")[0])["samples"]
+    assert sorted(s["text"] for s in samples) == sorted(row["text"] for row in rows)
+    labelled = {json.loads(line)["text"] for line in (tmp_path / "reports" / "samples.jsonl").read_text().splitlines()}
+    assert not labelled & {s["text"] for s in samples}
 
     # A reviewer fills the sheet: base gets 2s, finetuned 4s, scratch is left blank.
     model_of = {row["id"]: row["model"] for row in key}

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from transferlm.errors import InputError
-from transferlm.generate import MODELS, generate_samples
+from transferlm.generate import MODELS, blind_samples, generate_samples, review_settings
 from transferlm.models import load_for_inference as load_model
 from transferlm.params import GenerateParams
 
@@ -98,12 +98,21 @@ def test_stage_writes_samples_and_prompt_mode_matches(tiny_model_dir, tmp_path):
     assert len(rows) == len(MODELS) * len(PROMPTS) * 2
     assert {row["model"] for row in rows} == set(MODELS)
     for row in rows:
-        assert set(row) == {"model", "prompt", "sample", "seed", "text", "new_tokens", "settings"}
+        assert set(row) == {"model", "prompt", "prompt_source", "sample", "seed", "text", "new_tokens", "settings"}
+        assert row["prompt_source"] == {"param": f"generate.prompts[{PROMPTS.index(row['prompt'])}]"}
     # The three model dirs hold the same weights and every model gets the same seeds: same texts.
     by_model = {name: [r["text"] for r in rows if r["model"] == name] for name in MODELS}
     assert by_model["base"] == by_model["finetuned"] == by_model["scratch"]
     page = (tmp_path / "reports" / "samples.md").read_text()
     assert all(name in page for name in MODELS) and "To be, or not to be" in page and "temperature=0.8" in page
+
+    # The blind review's samples: outside reports/, the seeds after the labelled ones', and no text of them
+    # anywhere under reports/ (where it would stand under its model's name).
+    review = [json.loads(line) for line in (tmp_path / "data" / "review_samples.jsonl").read_text().splitlines()]
+    assert len(review) == len(rows) and {row["seed"] for row in review} == {1337 + 2, 1337 + 3}
+    assert {row["seed"] for row in rows} == {1337, 1338}
+    assert sorted(path.name for path in (tmp_path / "reports").iterdir()) == ["samples.jsonl", "samples.md"]
+    assert not {row["text"] for row in review} & {row["text"] for row in rows}  # both files print only `rows`
 
     before = jsonl.read_bytes()
     assert run_script("generate.py", cwd=tmp_path).returncode == 0
@@ -117,6 +126,40 @@ def test_stage_writes_samples_and_prompt_mode_matches(tiny_model_dir, tmp_path):
     assert jsonl.read_bytes() == before
 
 
+def test_stage_auto_prompts_come_from_the_validation_documents(tiny_model_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    from tiny import tiny_documents
+    from transferlm.clean import write_documents
+    from transferlm.corpus import Document
+    from transferlm.params import TokenizeParams
+    from transferlm.tokenize import build_splits
+
+    tiny = {"prompts": "auto", "auto_prompts": 3, "prompt_tokens": 40, "max_new_tokens": 4, "num_samples": 1}
+    make_workspace(tmp_path, tiny_model_dir, tiny)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["tokenize"] |= {"block_size": 32, "val_fraction": 0.34, "seed": 0}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    docs = [Document(**d) for d in tiny_documents()]
+    _, stats = build_splits(docs, AutoTokenizer.from_pretrained(tiny_model_dir), TokenizeParams(32, 0.34, 0))
+    (tmp_path / "data" / "clean").mkdir(parents=True)
+    write_documents(tmp_path / "data" / "clean" / "documents.jsonl", docs)
+    (tmp_path / "metrics" / "tokenize.json").write_text(json.dumps(stats))
+
+    result = run_script("generate.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in (tmp_path / "reports" / "samples.jsonl").read_text().splitlines()]
+    text_of = {doc.name: doc.text for doc in docs}
+    prompts = {row["prompt"] for row in rows}  # the tiny plays repeat their text: a repeated passage is left out
+    assert 2 <= len(prompts) <= 3 and len(rows) == len(prompts) * len(MODELS)
+    for row in rows:
+        source = row["prompt_source"]
+        assert source["document"] in stats["validation_documents"]
+        assert text_of[source["document"]][source["start"] : source["end"]] == row["prompt"]
+    page = (tmp_path / "reports" / "samples.md").read_text()
+    assert f"From {rows[0]['prompt_source']['document']}, characters " in page
+
+
 def test_missing_model_dir_is_a_one_line_error(tiny_model_dir, tmp_path):
     make_workspace(tmp_path, tiny_model_dir, {})
     shutil.rmtree(tmp_path / "models" / "scratch")
@@ -126,3 +169,10 @@ def test_missing_model_dir_is_a_one_line_error(tiny_model_dir, tmp_path):
     assert not (tmp_path / "reports").exists()
     with pytest.raises(InputError, match="models/scratch: model directory not found"):
         load_model(tmp_path / "models" / "scratch")
+
+
+def test_review_samples_take_the_seeds_after_the_labelled_ones_and_never_repeat_their_text():
+    assert review_settings(SETTINGS).seed == SETTINGS.seed + SETTINGS.num_samples
+    labelled = [{"model": "base", "text": "the same"}, {"model": "finetuned", "text": "A"}]
+    review = [{"model": "base", "text": "the same"}, {"model": "base", "text": "B"}]
+    assert blind_samples(review, labelled) == [{"model": "base", "text": "B"}]

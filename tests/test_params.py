@@ -142,3 +142,89 @@ def test_readme_states_how_many_bad_inputs_are_tried_and_each_names_an_existing_
     for row in rows:
         tests = re.findall(r"`(test_\w+\.py)`", row.rsplit("|", 2)[-2])
         assert tests and all((ROOT / "tests" / t).is_file() for t in tests), row
+
+
+# --- issue 25: hostile params files and values ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"train": {"max_steps": 10**400}}, "train.max_steps: expected a number of sensible size, got 1000000"),
+        ({"train": {"weight_decay": 10**400}}, "train.weight_decay: expected a number of sensible size"),
+        ({"fetch": {"max_download_mb": 1e308}},
+         "fetch.max_download_mb: must be > 0 and at most 1e+06 (1 TB), got 1e+308"),
+        ({"fetch": {"timeout_s": 1e308}}, "fetch.timeout_s: must be > 0 and at most 604800 (a week), got 1e+308"),
+        ({"train": {"seed": -1}}, "train.seed: must be between 0 and 4294967295, got -1"),
+        ({"tokenize": {"seed": 2**32}}, "tokenize.seed: must be between 0 and 4294967295, got 4294967296"),
+        ({"study": {"seeds": [1, -2]}}, "study.seeds[1]: must be between 0 and 4294967295, got -2"),
+        ({"train": {"max_steps": 10**9, "warmup_steps": 0}}, "train.max_steps: must be at most 1,000,000"),
+        ({"train": {"eval_every": 10**12}}, "train.eval_every: must be at most 1,000,000"),
+        ({"study": {"lr_find_steps": 10**9}}, "study.lr_find_steps: must be at most 1,000,000"),
+        ({"model": {"base": "models/x"}}, "model.base: models/x is inside the stage output models/, which the "
+                                          "pipeline deletes and rewrites; keep the model elsewhere"),
+        ({"model": {"base": "models/base@main"}}, "model.base: models/base@main is inside the stage output models/"),
+        ({"fetch": {"corpus": ["hf:./data/raw"]}},
+         "fetch.corpus[0]: hf:./data/raw is inside the stage output data/raw/"),
+        ({"fetch": {"corpus": ["hf:metrics:train:text"]}},
+         "fetch.corpus[0]: hf:metrics:train:text is inside the stage output metrics/"),
+        ({"train": {"optimizer": "x" * 10**6}}, "train.optimizer: unknown value 'xxxxxxxx"),
+        ({"train": {"lr": [[[[[[1]]]]]] * 1000}},
+         "train.lr: expected a number, got [[[...]], [[...]], [[...]], [[...]], ...]"),
+    ],
+)
+def test_hostile_values_are_one_short_line(raw, message):
+    with pytest.raises(ParamError) as info:
+        parse_params(raw)
+    assert str(info.value).startswith(message)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi", strict=True))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (BILLION_LAUGHS, "line 1: more than 100,000 values once its aliases (*name) are expanded"),
+        ("train:\n  lr: " + "[" * 20_000 + "]" * 20_000 + "\n", "line 2: nested more than 20 levels deep"),
+        ("train:\n  lr: " + "{a: " * 20_000 + "1" + "}" * 20_000 + "\n", "line 2: nested more than 20 levels deep"),
+        ("train:\n  max_steps: " + "9" * 5000 + "\n", "line 2: a number of 5,000 characters, more than 40: '999"),
+        ("train:\n  max_steps: " + "9" * 400 + "\n", "line 2: a number of 400 characters, more than 40: '999"),
+        ("train:\n  optimizer: " + "x" * 200_000 + "\n", "line 2: a value of 200,000 characters, more than 100,000"),
+        ("train:\n  lr: &a [*a]\n", "line 2: a value contains itself through an alias"),
+        ("train:\n  max_steps: 10\n  seed: 1\n  max_steps: 20\n",
+         "line 4: the key 'max_steps' is repeated (first on line 2); keep one"),
+        ("train:\n  seed: 1\nclean: {}\ntrain:\n  seed: 2\n", "line 4: the key 'train' is repeated (first on line 1)"),
+    ],
+)
+def test_hostile_params_files_are_refused_in_one_short_line_at_once(tmp_path, text, message):
+    import time
+
+    params = tmp_path / "params.yaml"
+    params.write_text(text)
+    started = time.monotonic()
+    with pytest.raises(ParamError) as info:
+        load_params(params)
+    assert time.monotonic() - started < 2  # the alias bomb took 16 s and printed a 722 MB line
+    assert str(info.value).startswith(f"{params}: {message}")
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+def test_anchors_and_merge_keys_within_the_limits_still_work(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("generate: &g\n  seed: 7\nevaluate:\n  <<: *g\n  seed: 8\ntokenize:\n  seed: *seed\n"
+                      .replace("*seed", "3"))
+    loaded = load_params(params)
+    assert (loaded.generate.seed, loaded.evaluate.seed, loaded.tokenize.seed) == (7, 8, 3)
+
+
+def test_an_alias_bomb_stops_a_stage_before_it_runs(tmp_path):
+    (tmp_path / "params.yaml").write_text(BILLION_LAUGHS)
+    proc = subprocess.run([sys.executable, ROOT / "stages/clean.py"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: params.yaml: line 1: more than 100,000 values once its aliases (*name) are expanded"]
+    assert list(tmp_path.iterdir()) == [tmp_path / "params.yaml"]

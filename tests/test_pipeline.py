@@ -21,8 +21,8 @@ pytestmark = pytest.mark.slow  # 6-8 minutes: the whole tiny pipeline, then reru
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-STAGES = ["fetch", "clean", "tokenize", "zeroshot", "study@adamw-0.001", "study_halving", "study_seeds@1",
-          "study_lr_find@sgd", "study_summary", "train", "scratch@xs", "scratch@full", "scratch_long",
+STAGES = ["fetch", "clean", "tokenize", "zeroshot", "study_grid", "study_halving", "study_seeds@1",
+          "study_lr_find@sgd", "study_summary", "study_batch", "train", "scratch@xs", "scratch@full", "scratch_long",
           "scratch_seeds@1", "fraction@0.5", "transfer", "generate", "evaluate", "report"]
 
 
@@ -90,14 +90,19 @@ def test_repro_runs_every_stage_and_writes_every_output(repo):
     finetune = json.loads((path / "metrics/finetune/metrics.json").read_text())
     # train.optimizer/lr auto: the fine-tune used what the study recommended.
     assert (finetune["optimizer"], finetune["lr"]) == (recommended["optimizer"], recommended["lr"])
-    assert finetune["steps"] == 4 and finetune["final_val_loss"] < finetune["initial_val_loss"]
-    # One held-out loss per model: evaluate's loss of the fine-tuned model is the training curve's last point.
+    assert finetune["steps"] <= 6 and finetune["best_val_loss"] < finetune["initial_val_loss"]
+    # One held-out loss per model: the model saved is the fine-tune's best point, and evaluate measures it again.
     evaluated = json.loads((path / "metrics/eval.json").read_text())["perplexity"]["finetuned"]["loss"]
-    assert evaluated == pytest.approx(finetune["final_val_loss"], abs=1e-4)
+    assert evaluated == pytest.approx(finetune["best_val_loss"], abs=1e-4)
+    assert finetune["best_val_bpb"] > 0 and json.loads((path / "metrics/zeroshot.json").read_text())["bits_per_byte"]
+    assert (path / "metrics/finetune/samples.jsonl").is_file()  # samples while training
     frontier = json.loads((path / "metrics/frontier.json").read_text())
     assert frontier["best_scratch_size"] in ("xs", "full") and len(frontier["data_efficiency"]) == 2
+    assert set(frontier["epochs"]["0.5"]) == {"finetune", "scratch"} and frontier["finetune"]["compare_steps"] == 4
+    batch = json.loads((path / "metrics/study/batch/summary.json").read_text())
+    assert [r["batch_size"] for r in batch["runs"]] == [1, 2] and batch["best_at_equal_tokens"] in (1, 2)
     report = (path / "reports/report.md").read_text()
-    assert f"{finetune['final_val_loss']:.3f}" in report
+    assert f"{finetune['best_val_loss']:.3f}" in report and "## 3. Epochs and early stopping" in report
     assert not list(path.glob("checkpoints/*"))
 
 
@@ -134,7 +139,9 @@ def test_exp_run_with_a_new_lr_reruns_train_only_downstream(repo):
     _, run, _ = repo
     out = run("dvc", "exp", "run", "-S", "train.lr=3e-5").stdout
     assert "Running stage 'train'" in out
-    for untouched in ("fetch", "clean", "tokenize", "zeroshot", "scratch", "study"):
+    # The batch-size runs follow the fine-tune's optimizer and lr (study_batch): they rerun; the lr study does not.
+    for untouched in ("fetch", "clean", "tokenize", "zeroshot", "scratch", "study_grid", "study_halving",
+                      "study_seeds", "study_lr_find", "study_summary"):
         assert f"Running stage '{untouched}" not in out
     shown = json.loads(run("dvc", "exp", "show", "--json").stdout)
     text = json.dumps(shown)

@@ -79,13 +79,41 @@ def test_summary_labels_and_recommends_from_seeds():
     assert grid[("sgd", 1e-5)]["status"] == study.WORSE and grid[("sgd", 1e-5)]["final_val_loss"] == 4.01
 
 
-def test_lr_find_suggests_the_steepest_descent():
-    lrs = list(np.geomspace(1e-6, 1.0, 13))
-    # Flat, then falling fastest around 1e-3, a minimum at 1e-2, then blowing up.
-    losses = [5.0, 5.0, 5.0, 4.99, 4.9, 4.5, 3.5, 3.0, 2.9, 3.5, 6.0, 20.0, math.inf]
+def _range_test(lrs, start=-5.0, bottom=-2.0):
+    """A noise-free lr range test: flat at 4 until 10**start, falling linearly in log lr to its minimum at
+    10**bottom, then blowing up. Its falling stretch is known: the valley's middle is 10**((start+bottom)/2)."""
+    def loss(lr):
+        x = math.log10(lr)
+        if x < start:
+            return 4.0
+        return 4.0 - (x - start) * 1.2 / (bottom - start) if x < bottom else 2.8 + 6 * (x - bottom) ** 2
+    return [loss(lr) for lr in lrs]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_lr_find_valley_of_a_noisy_curve_lands_within_2x_of_the_known_valley(seed):
+    lrs = list(np.geomspace(1e-6, 1.0, 100))
+    noise = np.random.default_rng(seed).normal(0.0, 0.4, len(lrs))  # batch-to-batch noise as measured (0.3-0.5)
+    found = study.lr_find_suggestion(lrs, list(np.array(_range_test(lrs)) + noise))
+    assert 10**-3.5 / 2 <= found["valley"] <= 10**-3.5 * 2
+
+
+def test_lr_find_steepest_and_minimum_readings_without_smoothing():
+    lrs = list(np.geomspace(1e-6, 1.0, 100))
+    losses = _range_test(lrs, start=-4.0, bottom=-2.0)
+    losses[45] -= 0.5  # one step that falls most steeply, inside the falling stretch
     found = study.lr_find_suggestion(lrs, losses, beta=0.0)
-    assert found["steepest"] == pytest.approx(lrs[5])  # 4.5 -> 3.5 is the steepest step
-    assert found["min_over_10"] == pytest.approx(lrs[8] / 10)
+    assert found["steepest"] == pytest.approx(lrs[44])  # the slope from step 44 to 45
+    bottom = min(range(len(losses)), key=losses.__getitem__)
+    assert found["min_over_10"] == pytest.approx(lrs[bottom] / 10)
+
+
+def test_lr_find_stops_where_the_smoothed_loss_blows_up():
+    lrs = list(np.geomspace(1e-6, 1.0, 100))
+    losses = [3.0] * 60 + [50.0] * 39 + [math.nan]
+    found = study.lr_find_suggestion(lrs, losses, beta=0.5)
+    # The first blown-up step lifts the smoothed loss to 26.5, past 4 x its best (3.0): the curve ends before it.
+    assert found["steps"] == 60 and len(found["smoothed"]) == 60
 
 
 # ------------------------------------------------------------------------------------ frontier and bounds
@@ -134,11 +162,38 @@ def test_compute_saved_and_data_efficiency_bounds():
     saved = transfer.compute_saved(scratch, finetune, finetune_flops=1.0)
     assert saved["bound"]["at_start"] and saved["final_loss_ratio_lower_bound"] == 3.0
     rows = transfer.data_efficiency(
-        {0.1: {"final_val_loss": 4.0, "train_tokens_available": 100},
-         1.0: {"final_val_loss": 3.5, "train_tokens_available": 1000}},
-        {0.1: {"final_val_loss": 6.5, "train_tokens_available": 100},
-         1.0: {"final_val_loss": 3.9, "train_tokens_available": 1000}},
+        {0.1: {"loss": 4.0, "tokens": 100}, 1.0: {"loss": 3.5, "tokens": 1000}},
+        {0.1: {"loss": 6.5, "tokens": 100}, 1.0: {"loss": 3.9, "tokens": 1000}},
     )
     small, full = rows
-    assert small["scratch_tokens_needed"] == 1000 and small["data_multiplier"] == 10.0  # measured
+    # 4.0 lies between scratch's 6.5 (100 tokens) and 3.9 (1000): interpolated on log data, measured.
+    assert small["scratch_tokens_needed"] == pytest.approx(100 * 10 ** (2.5 / 2.6))
+    assert small["data_multiplier_more_than"] is None
     assert full["scratch_tokens_needed"] is None and full["data_multiplier_more_than"] == 1.0  # only a bound
+
+
+def test_data_needed_interpolates_on_log_data_within_the_measured_range():
+    # Scratch's best loss falls by 1 nat per 10x data: 6 at 1e3 tokens, 5 at 1e4, 4 at 1e5.
+    curve = [(1e3, 6.0), (1e4, 5.0), (1e5, 4.0)]
+    assert transfer.data_needed(curve, 4.5)["tokens"] == pytest.approx(10**4.5)
+    assert transfer.data_needed(curve, 5.0)["tokens"] == pytest.approx(1e4)
+
+
+def test_data_needed_outside_the_measured_range_is_a_bound_never_an_extrapolation():
+    curve = [(1e3, 6.0), (1e4, 5.0), (1e5, 4.0)]
+    beyond = transfer.data_needed(curve, 3.0)  # scratch never got this low
+    assert beyond == {"tokens": None, "more_than": 1e5, "at_most": None}
+    before = transfer.data_needed(curve, 7.0)  # scratch was already there with the least data measured
+    assert before == {"tokens": None, "more_than": None, "at_most": 1e3}
+
+
+def test_data_efficiency_states_the_interpolated_multiplier_and_the_bound():
+    rows = transfer.data_efficiency(
+        {0.001: {"loss": 4.5, "tokens": 1e3}, 1.0: {"loss": 3.0, "tokens": 1e6}},
+        {0.001: {"loss": 6.0, "tokens": 1e3}, 0.01: {"loss": 5.0, "tokens": 1e4}, 1.0: {"loss": 4.0, "tokens": 1e6}},
+    )
+    small, full = rows
+    # Scratch: 5.0 at 1e4 and 4.0 at 1e6 bracket 4.5: log-midpoint, 1e5 tokens, 100x the fine-tune's 1e3.
+    assert small["scratch_tokens_needed"] == pytest.approx(1e5) and small["data_multiplier"] == pytest.approx(100)
+    assert small["effective_data_transferred"] == pytest.approx(1e5 - 1e3)
+    assert full["data_multiplier"] is None and full["data_multiplier_more_than"] == pytest.approx(1.0)

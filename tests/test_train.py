@@ -137,3 +137,86 @@ def test_run_folder_is_dvclive_logged_and_reads_back(tiny_tokenized_dir, tiny_mo
 def test_auto_must_be_resolved_before_training(tiny_tokenized_dir, tiny_model_dir):
     with pytest.raises(ValueError, match="auto"):
         _train(Run("auto", dataclasses.replace(TINY, lr="auto")), tiny_tokenized_dir, tiny_model_dir)
+
+
+# ------------------------------------------------------------------------------------ early stopping
+
+
+def test_early_stop_keeps_the_best_point_and_counts_evaluations_without_one():
+    from transferlm.train import EarlyStop
+
+    early = EarlyStop(patience=2)
+    for step, loss in [(0, 4.0), (10, 3.5), (20, 3.6), (30, 3.4), (40, 3.45)]:
+        early.update(step, loss)
+        assert not early.should_stop
+    early.update(50, float("nan"))  # a NaN is never a best, and counts as no improvement
+    assert early.best_step == 30 and early.best_loss == 3.4 and early.should_stop
+    assert not EarlyStop(patience=0).should_stop  # 0: never stops, though it still keeps the best
+
+
+def test_early_stopping_stops_after_patience_and_returns_the_best_weights(tiny_tokenized_dir, tiny_model_dir):
+    from transferlm.models import load_pretrained
+
+    # A start nothing can beat (loss 0 before training): every evaluation is "no better", so the run stops
+    # after `patience` of them, and the model it returns is the untouched starting point.
+    run = Run("t", dataclasses.replace(TINY, max_steps=10, lr=3e-3), eval_steps=tuple(range(1, 10)),
+              initial_loss=0.0, patience=2)
+    model, result = _train(run, tiny_tokenized_dir, tiny_model_dir)
+    m = result.metrics
+    assert m["steps"] == 2 and m["stopped_early"] and m["best_step"] == 0
+    start = load_pretrained(tiny_model_dir).state_dict()
+    assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())
+
+
+def test_with_patience_a_run_that_keeps_improving_runs_to_the_end(tiny_tokenized_dir, tiny_model_dir):
+    run = Run("t", dataclasses.replace(TINY, max_steps=30, eval_every=10, lr=3e-3), patience=1)
+    model, result = _train(run, tiny_tokenized_dir, tiny_model_dir)
+    m = result.metrics
+    assert m["steps"] == 30 and not m["stopped_early"] and m["best_step"] == 30
+    heldout = data.heldout_blocks(tiny_tokenized_dir, 8, 0)
+    from transferlm.heldout import heldout_loss
+
+    assert heldout_loss(model, heldout, 4)[0] == pytest.approx(m["best_val_loss"], abs=1e-5)  # the model scored
+
+
+def test_best_weights_saved_beside_a_checkpoint_load_back(tmp_path, tiny_model_dir):
+    from accelerate import Accelerator
+
+    from transferlm.checkpoint import Checkpoints
+
+    weights = {"w": torch.arange(6.0).reshape(2, 3)}
+    ckpt = Checkpoints(tmp_path, "fp", Accelerator(cpu=True))
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    ckpt.save(4, 1.0, model, optimizer, scheduler, {"train": [], "val": []}, best=(2, weights))
+    assert torch.equal(ckpt.load_best(2)["w"], weights["w"])
+    assert ckpt.load_best(3) is None  # no such best: the run keeps only later ones
+
+
+def test_bits_per_byte_is_nats_per_token_times_tokens_over_bytes_over_ln2(tiny_model_dir):
+    import math
+
+    from transformers import AutoTokenizer
+
+    from transferlm.heldout import bits_per_byte, heldout_bytes_per_token
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    text = "To be, or not to be: that is the question. Ça va? 😀"
+    ids = tokenizer(text)["input_ids"]
+    blocks = torch.tensor([[tokenizer.eos_token_id, *ids]])  # the first token of a block is never scored
+    per_token = heldout_bytes_per_token(blocks, tiny_model_dir)
+    assert per_token == pytest.approx(len(text.encode("utf-8")) / len(ids))
+    assert bits_per_byte(2.0, per_token) == pytest.approx(2.0 * len(ids) / len(text.encode("utf-8")) / math.log(2))
+
+
+def test_samples_while_training_are_logged_at_each_evaluation(tiny_tokenized_dir, tiny_model_dir, tmp_path):
+    from transferlm.curves import read_samples
+
+    heldout = data.heldout_blocks(tiny_tokenized_dir, 8, 0)
+    run = Run("t", dataclasses.replace(TINY, max_steps=40, eval_every=20, lr=1e-2), sample_tokens=8)
+    train(run, data_dir=tiny_tokenized_dir, base_dir=tiny_model_dir, heldout=heldout, log_dir=tmp_path / "run")
+    samples = read_samples(tmp_path / "run")
+    assert [s["step"] for s in samples] == [0, 20, 40]
+    assert len({s["prompt"] for s in samples}) == 1 and all(s["text"] for s in samples)
+    assert samples[0]["text"] != samples[-1]["text"]  # the model changed, and greedy text shows it

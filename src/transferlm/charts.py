@@ -47,7 +47,7 @@ def plot_frontier(scratch: dict[str, list[dict]], frontier: list[dict], finetune
     ft = [(r["flops"], r["val_loss"]) for r in finetune if r["flops"] > 0]
     ax.plot(*zip(*ft, strict=True), color=FINETUNE_COLOR, lw=2, marker="o", ms=4, label="fine-tune")
     ax.axhline(zero_shot, color=BASE_COLOR, ls="--", lw=1.2, label=f"base model before training ({zero_shot:.2f})")
-    ax.axvline(finetune_flops, color=FINETUNE_COLOR, ls=":", lw=1, label="the fine-tune's whole budget")
+    ax.axvline(finetune_flops, color=FINETUNE_COLOR, ls=":", lw=1, label="the comparison budget")
     _finish_log_x(fig, ax, "training FLOPs", "held-out loss (nats/token)", "Fine-tune vs the from-scratch frontier",
                   path)
 
@@ -110,3 +110,18 @@ def plot_data_efficiency(rows: list[dict], zero_shot: float, path: Path) -> None
             label="best scratch size, same data")
     ax.axhline(zero_shot, color=BASE_COLOR, ls="--", lw=1.2, label="base model before training")
     _finish_log_x(fig, ax, "training tokens available", "held-out loss (nats/token)", "Data efficiency", path)
+
+
+def plot_epochs(runs: dict[str, list[dict]], zero_shot: float, path: Path) -> None:
+    """Held-out loss after each epoch of the multi-epoch runs: where each stops improving and overfits."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for k, (label, rows) in enumerate(runs.items()):
+        ax.plot([r["epoch"] for r in rows], [r["val_loss"] for r in rows], marker="o", ms=3, color=f"C{k}",
+                ls="-" if label.startswith("fine-tune") else "--", label=label)
+    ax.axhline(zero_shot, color=BASE_COLOR, ls=":", lw=1.2, label="base model before training")
+    ax.set_xlabel("epochs (training tokens seen / available)")
+    ax.set_ylabel("held-out loss (nats/token)")
+    ax.set_title("Held-out loss against epochs")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    _save(fig, path)

@@ -55,9 +55,14 @@ class Checkpoints:
         self.fingerprint = fingerprint
         self.accelerator = accelerator
 
-    def save(self, step: int, seconds: float, model, optimizer, scheduler, curves: dict) -> None:
-        """Write to step-N.partial, then rename: a kill mid-save leaves the previous checkpoint intact."""
-        from safetensors.torch import save_model
+    def save(self, step: int, seconds: float, model, optimizer, scheduler, curves: dict,
+             best: tuple[int, dict | None] | None = None) -> None:
+        """Write to step-N.partial, then rename: a kill mid-save leaves the previous checkpoint intact.
+
+        `best` (early stopping): (step, weights) of the best held-out point so far, kept beside the steps as
+        best-step-N.safetensors, written only when that point changed.
+        """
+        from safetensors.torch import save_file, save_model
 
         accelerator = self.accelerator
         accelerator.wait_for_everyone()  # every rank has finished the step being saved
@@ -79,6 +84,13 @@ class Checkpoints:
             for old in self.folder.glob("step-*"):
                 if old != target:
                     shutil.rmtree(old, ignore_errors=True)
+            if best is not None and best[1] is not None and not self._best_file(best[0]).is_file():
+                partial_best = self.folder / "best.partial"
+                save_file(best[1], str(partial_best))
+                partial_best.rename(self._best_file(best[0]))
+                for old in self.folder.glob("best-step-*.safetensors"):
+                    if old != self._best_file(best[0]):
+                        old.unlink(missing_ok=True)
             log.info("checkpoint saved at step %d", step)
         accelerator.wait_for_everyone()  # nobody goes on (or resumes) while the folder is being swapped
 
@@ -119,6 +131,21 @@ class Checkpoints:
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         return step, seconds, curves
+
+    def _best_file(self, step: int) -> Path:
+        return self.folder / f"best-step-{step}.safetensors"
+
+    def load_best(self, step: int) -> dict | None:
+        """The weights of the best point at `step` saved beside the checkpoints, or None (logged) if absent."""
+        from safetensors.torch import load_file
+
+        path = self._best_file(step)
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # missing or unreadable: the run goes on, keeping only later bests
+            log.warning("best weights of step %d not readable in %s (%s); keeping only later bests",
+                        step, self.folder, type(exc).__name__)
+            return None
 
     def clear(self) -> None:
         self.accelerator.wait_for_everyone()

@@ -5,7 +5,9 @@ A run folder is dvclive's layout:
   running experiment); once the run ends, the run's metrics (`RunResult.metrics`) and its last step;
 - params.yaml: the run's settings;
 - plots/metrics/train/{loss,lr,tokens,flops,seconds}.tsv: one row per optimizer step;
-- plots/metrics/val/{loss,tokens,flops,seconds}.tsv: one row per held-out measurement (step 0 first).
+- plots/metrics/val/{loss,tokens,flops,seconds}.tsv: one row per held-out measurement (step 0 first);
+- samples.jsonl (runs that sample while training): at each held-out measurement, the greedy continuation
+  of one held-out prompt, so the text can be read changing from step 0 to the end.
 Every TSV has the columns `step` and its series' name; dvc.yaml's plots take x from one series and y
 from another of the same kind (DVC joins them row by row).
 
@@ -27,6 +29,7 @@ SERIES = {
     "val": ("val_loss", "tokens", "flops", "seconds"),
 }
 METRICS_FILE = "metrics.json"
+SAMPLES_FILE = "samples.jsonl"
 
 
 def _series_name(kind: str, key: str) -> str:
@@ -73,6 +76,8 @@ class CurveLog:
         for kind in ("val", "train"):
             for row in (resumed or {}).get(kind, []):
                 self._log(kind, row)
+        for row in (resumed or {}).get("samples", []):
+            self._write_sample(row)
         self.live.make_summary()
 
     def _log(self, kind: str, row: dict) -> None:
@@ -85,6 +90,15 @@ class CurveLog:
         if self.live is not None:
             self._log(kind, row)
             self.live.make_summary()
+
+    def sample(self, row: dict) -> None:
+        """One step's sample ({"step", "prompt", "text"}), appended to samples.jsonl."""
+        if self.live is not None:
+            self._write_sample(row)
+
+    def _write_sample(self, row: dict) -> None:
+        with (Path(self.live.dir) / SAMPLES_FILE).open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
     def close(self, metrics: dict) -> None:
         """metrics.json becomes the run's metrics (plus its last step)."""
@@ -112,3 +126,15 @@ def read_curve(folder: Path, kind: str) -> list[dict]:
     steps = sorted(set.intersection(*(set(c) for c in columns.values())))
     return [{"step": step, **{key: columns[key][step] for key in SERIES[kind]}} for step in steps]
 
+
+
+def read_samples(folder: Path) -> list[dict]:
+    """A run's samples while training (empty when it logged none), ordered by step."""
+    path = Path(folder) / SAMPLES_FILE
+    if not path.is_file():
+        return []
+    try:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return sorted(rows, key=lambda r: int(r["step"]))
+    except (ValueError, KeyError, TypeError):
+        raise InputError(f"{path}: not a samples file (JSON lines with step, prompt, text)") from None

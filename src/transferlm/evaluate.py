@@ -2,8 +2,9 @@
 
 Perplexity is exp of the held-out loss (transferlm.heldout: the sum of per-token losses over the token
 count, on the same blocks as every training curve). The sample measures are cheap
-proxies for what a reader notices: lexical variety (distinct-n), loops (repetition rate), length, and
-verbatim copying from the training split (copy rate).
+proxies for what a reader notices: lexical variety (distinct-n), loops (repetition rate), length,
+verbatim copying from the training split (copy rate), and whether a sample keeps the corpus's script layout
+(format rate, read as transferlm.layout reads the clean stage's layout).
 """
 
 from __future__ import annotations
@@ -18,11 +19,42 @@ from datasets import Dataset, DatasetDict, load_from_disk
 from transformers import PreTrainedTokenizerBase
 
 from transferlm.errors import InputError
+from transferlm.layout import PLAY, PROSE, SCREENPLAY, follows_layout
 from transferlm.paths import MODELS
+from transferlm.review import CRITERIA
 
 log = logging.getLogger(__name__)
 
 SAMPLE_KEYS = ("model", "prompt", "sample", "seed", "text", "new_tokens")
+
+# The review's criteria for each layout (evaluate.review_criteria: auto picks one set by the corpus's layout).
+REVIEW_CRITERIA = {
+    PLAY: {
+        "coherence": CRITERIA["coherence"],
+        "relevance": "Does it continue the prompt: the named speaker, the scene, the line begun?",
+        "style": "Does it read like the plays it learned from: NAME: cues with the speech below, their verse "
+                 "and diction?",
+    },
+    SCREENPLAY: {
+        "coherence": CRITERIA["coherence"],
+        "relevance": "Does it continue the prompt: the scene, the named speaker, the line begun?",
+        "style": "Does it read like a screenplay: INT./EXT. scene headings, NAME: cues with dialogue, action "
+                 "in brackets?",
+    },
+    PROSE: {
+        "coherence": CRITERIA["coherence"],
+        "relevance": "Does it continue the prompt: its people, its scene, the sentence begun?",
+        "style": "Does it read like the prose it learned from: its voice, diction and paragraphs?",
+    },
+}
+
+
+def pick_criteria(criteria: dict[str, str] | None, layout: str, reading: str) -> tuple[dict[str, str], str]:
+    """(the review's criteria, a sentence saying which set and why): `criteria` as params.yaml lists them
+    (EvaluateParams.criteria()), or for None the set of the corpus's layout, which `reading` explains."""
+    if criteria is not None:
+        return criteria, "criteria as params.yaml lists them (evaluate.review_criteria)"
+    return REVIEW_CRITERIA[layout], f"{layout} criteria: {reading}"
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -147,10 +179,24 @@ def copy_rate(token_lists: list[list[int]], train_hashes: np.ndarray, n: int) ->
     return found / total if total else 0.0
 
 
+def format_rate(rows: list[dict], layout: str) -> float | None:
+    """Share of the samples that keep the corpus's script layout (transferlm.layout.follows_layout); None
+    for a prose corpus, which has no layout of this kind to keep."""
+    if layout == PROSE:
+        return None
+    kept = [follows_layout(row["prompt"], row["text"], layout, complete=not _cut_short(row)) for row in rows]
+    return sum(kept) / len(kept) if kept else 0.0
+
+
+def _cut_short(row: dict) -> bool:
+    """Whether generation stopped at max_new_tokens (so the last line may be unfinished) rather than at EOS."""
+    return row["new_tokens"] >= row.get("settings", {}).get("max_new_tokens", math.inf)
+
+
 def sample_measures(
-    rows: list[dict], tokenizer: PreTrainedTokenizerBase, train_hashes: np.ndarray, copy_ngram: int
+    rows: list[dict], tokenizer: PreTrainedTokenizerBase, train_hashes: np.ndarray, copy_ngram: int, layout: str
 ) -> dict:
-    """The automatic measures over one model's samples (rows of samples.jsonl)."""
+    """The automatic measures over one model's samples (rows of samples.jsonl); `layout` is the corpus's."""
     texts = [row["text"] for row in rows]
     tokens = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
     return {
@@ -159,6 +205,7 @@ def sample_measures(
         "repetition_rate": repetition_rate(texts),
         "mean_new_tokens": sum(row["new_tokens"] for row in rows) / len(rows) if rows else 0.0,
         "copy_rate": copy_rate(tokens, train_hashes, copy_ngram),
+        "format_rate": format_rate(rows, layout),
     }
 
 

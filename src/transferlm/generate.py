@@ -4,10 +4,14 @@ All three models get the same prompts, settings and seeds. Sample i of every pro
 random generator seeded with `seed + i` (see `RowSampler`), so a sample does not depend on which other
 prompts share its batch: rerunning with another batch_size, or one prompt alone from the command line,
 gives the same text up to float noise from left padding.
+
+The blind review gets samples of its own, drawn with the seeds after the labelled ones (`review_settings`)
+and kept outside reports/: no text on the review page is printed anywhere under its model's name.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -31,6 +35,8 @@ from transformers import (
 from transferlm.models import load_for_inference
 from transferlm.params import GenerateParams
 from transferlm.paths import MODELS
+from transferlm.prompts import listed_prompts
+from transferlm.reportfmt import describe_source
 
 log = logging.getLogger(__name__)
 
@@ -103,19 +109,39 @@ def generate_batch(
 def generate_samples(model_name: str, path: str | Path, settings: GenerateParams) -> list[dict]:
     """settings.num_samples samples per prompt from the model at `path`, as samples.jsonl rows."""
     model, tokenizer = load_for_inference(path)
-    jobs = [(prompt, i) for prompt in settings.prompts for i in range(settings.num_samples)]
+    return sample_rows(model, tokenizer, model_name, settings)
+
+
+def sample_rows(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    model_name: str,
+    settings: GenerateParams,
+    sources: list[dict] | None = None,
+) -> list[dict]:
+    """settings.num_samples samples per prompt from a loaded model, as samples.jsonl rows.
+
+    settings.prompts is a list here (`auto` is resolved by transferlm.prompts first); `sources` says where
+    each came from (default: its place in generate.prompts).
+    """
+    if not isinstance(settings.prompts, list):
+        raise TypeError("generate.prompts must be resolved to a list first (transferlm.prompts.resolve_prompts)")
+    sources = sources or [prompt.source for prompt in listed_prompts(settings.prompts)]
+    jobs = [(prompt, source, i) for prompt, source in zip(settings.prompts, sources, strict=True)
+            for i in range(settings.num_samples)]
     shared = sampling_settings(settings)
     rows: list[dict] = []
     started = time.perf_counter()
     for start in tqdm(range(0, len(jobs), settings.batch_size), desc=f"generate {model_name}", unit="batch"):
         batch = jobs[start : start + settings.batch_size]
-        seeds = [settings.seed + i for _, i in batch]
-        completions = generate_batch(model, tokenizer, [prompt for prompt, _ in batch], seeds, settings)
-        for (prompt, i), seed, done in zip(batch, seeds, completions, strict=True):
+        seeds = [settings.seed + i for _, _, i in batch]
+        completions = generate_batch(model, tokenizer, [prompt for prompt, _, _ in batch], seeds, settings)
+        for (prompt, source, i), seed, done in zip(batch, seeds, completions, strict=True):
             rows.append(
                 {
                     "model": model_name,
                     "prompt": prompt,
+                    "prompt_source": source,
                     "sample": i,
                     "seed": seed,
                     "text": done.text,
@@ -128,6 +154,20 @@ def generate_samples(model_name: str, path: str | Path, settings: GenerateParams
     rate = tokens / max(seconds, 1e-9)
     log.info("%s: %d samples, %d new tokens in %.1fs (%.1f tokens/s)", model_name, len(rows), tokens, seconds, rate)
     return rows
+
+
+def review_settings(settings: GenerateParams) -> GenerateParams:
+    """The blind review's settings: the same but for seeds, which follow the labelled samples' seeds."""
+    return dataclasses.replace(settings, seed=settings.seed + settings.num_samples)
+
+
+def blind_samples(review: list[dict], labelled: list[dict]) -> list[dict]:
+    """The review rows whose text no labelled row has (near-greedy settings can repeat a text across seeds)."""
+    shown = {row["text"] for row in labelled}
+    kept = [row for row in review if row["text"] not in shown]
+    if len(kept) < len(review):
+        log.warning("%d review sample(s) left out: the same text is in the labelled samples", len(review) - len(kept))
+    return kept
 
 
 def sampling_settings(settings: GenerateParams) -> dict:
@@ -156,11 +196,18 @@ def samples_markdown(rows: list[dict], settings: GenerateParams) -> str:
         f"Settings: {shared}. {settings.num_samples} sample(s) per prompt and model; sample i uses seed "
         f"{settings.seed} + i for every model. Each block is the completion only; the prompt is shown above it.",
         "",
+        "The blind review (reports/review/) shows other samples, drawn with the seeds after these, so reading "
+        "this page tells a reviewer nothing about which model wrote which text there.",
+        "",
     ]
     by_key = {(row["prompt"], row["sample"], row["model"]): row for row in rows}
+    source_of = {row["prompt"]: row["prompt_source"] for row in rows if "prompt_source" in row}
     models = [name for name in MODELS if any(row["model"] == name for row in rows)]
     for number, prompt in enumerate(settings.prompts, start=1):
-        lines += [f"## Prompt {number}", "", _fenced(prompt), ""]
+        lines += [f"## Prompt {number}", ""]
+        if prompt in source_of:
+            lines += [f"From {describe_source(source_of[prompt])}.", ""]
+        lines += [_fenced(prompt), ""]
         for i in range(settings.num_samples):
             lines += [f"### Sample {i} (seed {settings.seed + i})", ""]
             for name in models:

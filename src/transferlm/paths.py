@@ -1,11 +1,15 @@
 """Where every pipeline artifact lives: the one place a path is spelled (dvc.yaml spells them too)."""
 
+import os
 from pathlib import Path
 
 RAW = Path("data/raw")
 CLEAN = Path("data/clean")
+CLEAN_DOCUMENTS = CLEAN / "documents.jsonl"  # the clean stage's documents, one JSON line each
 TOKENIZED = Path("data/tokenized")
 REVIEW_KEY = Path("data/review_key.csv")
+# The blind review's samples with their models: outside reports/, like the key, so the reviewer stays blind.
+REVIEW_SAMPLES = Path("data/review_samples.jsonl")
 
 BASE_MODEL = Path("models/base")
 FINETUNED_MODEL = Path("models/finetuned")
@@ -17,6 +21,7 @@ MODELS = ("base", "finetuned", "scratch")
 CHECKPOINTS = Path("checkpoints")  # resumable training state; outside DVC's outputs, git-ignored
 
 METRICS = Path("metrics")
+TOKENIZE_METRICS = METRICS / "tokenize.json"  # the split: method and held-out documents
 PLOTS = Path("plots")
 # Each training run writes a folder in dvclive's layout (transferlm.curves): metrics.json, params.yaml, plots/.
 FINETUNE_RUN = METRICS / "finetune"  # the headline fine-tune
@@ -37,3 +42,11 @@ REPORT_PLOTS = PLOTS / "report"
 
 def scratch_model(size: str) -> Path:
     return SCRATCH_MODELS / size
+
+
+def cache_dir() -> Path:
+    """$TRANSFERLM_CACHE, else $XDG_CACHE_HOME/transferlm, else ~/.cache/transferlm."""
+    if os.environ.get("TRANSFERLM_CACHE"):
+        return Path(os.environ["TRANSFERLM_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "transferlm"

@@ -22,7 +22,9 @@ from transferlm import curves, findings, paths
 from transferlm.errors import InputError
 from transferlm.paths import MODELS
 from transferlm.reportfmt import (
+    describe_source,
     fenced,
+    fmt_bpb,
     fmt_int,
     fmt_loss,
     fmt_ppl,
@@ -80,6 +82,7 @@ class Inputs:
     eval: dict | None
     review: dict | None
     samples: list[dict] | None
+    training_samples: list[dict]  # the fine-tune's samples while training, by step
     timings: list[dict]
 
 
@@ -117,6 +120,8 @@ def load_inputs(root: Path) -> Inputs:
         with lr_find.open(encoding="utf-8") as f:
             study["lr_find_rows"] = [{"optimizer": r["optimizer"], "lr": float(r["lr"]), "loss": float(r["loss"]),
                                       "smoothed": float(r["smoothed"])} for r in csv.DictReader(f)]
+    if study is not None:
+        study["batch_size"] = _read_json(root / paths.STUDY / "batch" / "summary.json", ("runs",))
     timings = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((metrics / "timings").glob("*.json"))]
     return Inputs(
         fetch=_read_json(metrics / "fetch.json", ("corpus", "model")),
@@ -128,6 +133,7 @@ def load_inputs(root: Path) -> Inputs:
         eval=_read_json(metrics / "eval.json", ("perplexity",)),
         review=_read_json(metrics / "review.json", ("models",)),
         samples=_read_jsonl(root / paths.SAMPLES_JSONL),
+        training_samples=curves.read_samples(root / paths.FINETUNE_RUN),
         timings=timings,
     )
 
@@ -136,7 +142,7 @@ def load_inputs(root: Path) -> Inputs:
 
 
 def dataset_section(inputs: Inputs) -> str:
-    parts = ["## 5. Dataset"]
+    parts = ["## 6. Dataset"]
     fetch, clean, tok = inputs.fetch, inputs.clean, inputs.tokenize
     if fetch is None:
         parts.append("**Sources.** " + unavailable("fetch"))
@@ -214,28 +220,35 @@ def eval_sentence(ev: dict) -> str | None:
 
 
 def eval_section(inputs: Inputs) -> str:
-    parts = ["## 4. Perplexity, sample measures and review"]
+    parts = ["## 5. Perplexity, sample measures and review"]
     ev = inputs.eval
     if ev is None:
         return "\n\n".join(parts + [unavailable("evaluate")])
     samples = ev.get("samples", {})
     n = ev.get("copy_ngram", "n")
+    bpt = (inputs.zeroshot or {}).get("bytes_per_token")
     rows = []
     for model in _ordered_models(set(ev["perplexity"]) | set(samples)):
         p, s = ev["perplexity"].get(model), samples.get(model)
         row = [model]
-        row += [fmt_loss(p["loss"]), fmt_ppl(p["perplexity"]), fmt_int(p["tokens"])] if p else ["–"] * 3
+        row += ([fmt_loss(p["loss"]), fmt_bpb(p["loss"], bpt), fmt_ppl(p["perplexity"]), fmt_int(p["tokens"])]
+                if p else ["–"] * 4)
         if s:
             row += [f"{num(s[k]):.3f}" for k in ("distinct_1", "distinct_2", "repetition_rate", "copy_rate")]
+            row.append("–" if s.get("format_rate") is None else f"{s['format_rate']:.0%}")
             row.append(f"{num(s['mean_new_tokens']):.1f}")
         else:
-            row += ["–"] * 5
+            row += ["–"] * 6
         rows.append(row)
     parts.append(f"Held-out loss and perplexity (the same held-out blocks and loss as every training curve: one "
                  f"loss per model), and measures of the generated samples (copy rate: share of {n}-grams found "
                  f"verbatim in the training split). `scratch` is the best size of the from-scratch ladder:")
-    parts.append(table(["model", "val loss", "perplexity", "eval tokens", "distinct-1", "distinct-2",
-                         "repetition rate", f"{n}-gram copy rate", "mean new tokens"], rows))
+    parts.append(table(["model", "val loss", "bits per byte", "perplexity", "eval tokens", "distinct-1", "distinct-2",
+                         "repetition rate", f"{n}-gram copy rate", "in the corpus's layout", "mean new tokens"], rows))
+    if ev.get("layout"):
+        parts.append(f"Layout: {ev['layout']['reading']}. The format measure is the share of samples that read as "
+                     f"that layout (the clean stage's own parts: `NAME:` cues followed by speech, headings, "
+                     f"bracketed action). Review criteria: {ev.get('review_criteria', 'as configured')}.")
     sentence = eval_sentence(ev)
     if sentence:
         parts.append(sentence)
@@ -246,14 +259,16 @@ def eval_section(inputs: Inputs) -> str:
 
 
 def samples_section(inputs: Inputs) -> str:
-    parts = ["## 6. Samples"]
+    parts = ["## 7. Samples"]
     if not inputs.samples:
         return "\n\n".join(parts + [unavailable("generate")])
     prompt = inputs.samples[0]["prompt"]
     of_prompt = [r for r in inputs.samples if r["prompt"] == prompt]
     index = min(r["sample"] for r in of_prompt)
     chosen = {r["model"]: r for r in of_prompt if r["sample"] == index}
-    parts.append(f"First prompt, sample {index}, completion of each model (prompt not repeated):")
+    source = of_prompt[0].get("prompt_source")
+    parts.append(f"First prompt, sample {index}, completion of each model (prompt not repeated)"
+                 + (f"; from {describe_source(source)}" if source else "") + ":")
     parts.append(fenced(prompt))
     for model in _ordered_models(chosen):
         row = chosen[model]
@@ -262,7 +277,21 @@ def samples_section(inputs: Inputs) -> str:
         parts.append(f"**{model}** ({row['new_tokens']} new tokens, seed {row['seed']}"
                      + (f", {detail}" if detail else "") + "):")
         parts.append(fenced(row["text"]))
+    parts += training_samples_paragraphs(inputs.training_samples)
     return "\n\n".join(parts)
+
+
+def training_samples_paragraphs(rows: list[dict]) -> list[str]:
+    """The fine-tune's greedy continuation of one held-out prompt at its first, a middle and its last evaluation."""
+    if not rows:
+        return []
+    picked = list(dict.fromkeys(map(id, [rows[0], rows[len(rows) // 2], rows[-1]])))
+    chosen = [r for r in rows if id(r) in picked]
+    parts = ["While the fine-tune trained (greedy continuation of the opening of a held-out block, logged at each "
+             "evaluation to `metrics/finetune/samples.jsonl`):", fenced(rows[0]["prompt"])]
+    for row in chosen:
+        parts += [f"**step {row['step']}**:", fenced(row["text"])]
+    return parts
 
 
 
@@ -288,7 +317,7 @@ def review_paragraph(review: dict | None) -> str:
 
 
 def timing_section(inputs: Inputs) -> str:
-    parts = ["## 7. Where the time went"]
+    parts = ["## 8. Where the time went"]
     if not inputs.timings:
         return "\n\n".join(parts + ["_No stage timings recorded (they are written under `dvc repro`)._"])
     z = inputs.zeroshot or {}
@@ -306,7 +335,11 @@ def timing_section(inputs: Inputs) -> str:
 def summary_section(inputs: Inputs) -> str:
     lines = []
     if inputs.frontier is not None:
+        if sentence := findings.time_sentence(inputs.frontier, inputs.zeroshot):
+            lines.append(sentence)
         lines.append(findings.compute_sentence(inputs.frontier))
+        if sentence := findings.data_sentence(inputs.frontier["data_efficiency"]):
+            lines.append(sentence)
     if inputs.eval is not None and (sentence := eval_sentence(inputs.eval)):
         lines.append(sentence)
     if inputs.study is not None:
@@ -319,7 +352,7 @@ def summary_section(inputs: Inputs) -> str:
     return "## Summary\n\n" + body
 
 
-REPRODUCE = """## 8. How to reproduce
+REPRODUCE = """## 9. How to reproduce
 
 `make repro` runs the whole pipeline on `params.yaml`; `dvc exp run -S train.lr=3e-5` reruns it with one \
 parameter changed; `dvc plots diff` compares the curves of experiments."""
@@ -335,8 +368,9 @@ def build_report(root: Path, plots_dir: Path, image_link: str = "../plots/report
         "# transferlm: what transfer learning saves",
         summary_section(inputs),
         findings.compute_section(inputs.frontier, inputs.zeroshot, plots_dir, image_link),
-        findings.data_section(inputs.frontier, plots_dir, image_link),
-        findings.study_section(inputs.study, plots_dir, image_link),
+        findings.data_section(inputs.frontier, inputs.zeroshot, plots_dir, image_link),
+        findings.epochs_section(inputs.frontier, inputs.zeroshot, plots_dir, image_link),
+        findings.study_section(inputs.study, inputs.zeroshot, plots_dir, image_link),
         eval_section(inputs),
         dataset_section(inputs),
         samples_section(inputs),

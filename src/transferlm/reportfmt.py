@@ -18,6 +18,13 @@ def fmt_loss(x: Any) -> str:
     return f"{num(x):.3f}"
 
 
+def fmt_bpb(loss: Any, bytes_per_token: float | None) -> str:
+    """A held-out loss in nats per token as bits per byte of the same text (the tokenizer-free measure)."""
+    if not bytes_per_token:
+        return "–"
+    return f"{num(loss) / bytes_per_token / math.log(2):.3f}"
+
+
 def fmt_ppl(x: Any) -> str:
     return f"{num(x):,.2f}"
 
@@ -75,3 +82,10 @@ def fenced(text: str) -> str:
 
 def image(alt: str, link: str, name: str) -> str:
     return f"![{alt}]({link}/{name})"
+
+
+def describe_source(source: dict) -> str:
+    """A prompt's origin in words, for samples.md and the report."""
+    if "param" in source:
+        return f"{source['param']} in params.yaml"
+    return f"{source['document']}, characters {source['start']:,}-{source['end']:,} (validation split)"

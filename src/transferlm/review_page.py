@@ -151,6 +151,13 @@ reviewer.value = state.reviewer;
 reviewer.addEventListener("input", () => { state.reviewer = reviewer.value; save(); });
 
 document.getElementById("export").addEventListener("click", () => {
+  if (!state.reviewer.trim()) {  // scoring keeps one rating per reviewer: a file needs a name
+    document.getElementById("export-help").textContent = "Enter your name first (Your name, at the top).";
+    document.getElementById("export-text").value = "";
+    document.getElementById("export-view").classList.remove("hidden");
+    reviewer.focus();
+    return;
+  }
   const ratings = [], pairs = [];
   for (const item of data.samples) {
     const entry = state.ratings[item.id], row = {id: item.id};
@@ -188,19 +195,22 @@ def render_page(payload: dict) -> str:
     return PAGE.replace("__DATA__", data)
 
 
-def instructions(criteria: dict[str, str]) -> list[str]:
+def instructions(criteria: dict[str, str], note: str = "") -> list[str]:
+    """What a reviewer reads first; `note` says which set of criteria this is and why (auto criteria)."""
     return [
         "Rate each sample from 1 to 5 on each criterion: " + SCALE + ".",
         *(f"{name}: {question}" for name, question in criteria.items()),
+        *([note] if note else []),
         "Judge the text on its own; the models behind the ids are hidden on purpose. Compare pairs: two "
         "samples for the same prompt and seed; pick the better one or a tie.",
-        "Open index.html in a browser; ratings are kept in this browser as you go. When done, export them and "
+        "Open index.html in a browser; ratings are kept in this browser as you go. When done, enter your name, "
+        "export them and "
         "save the file under reviews/ at the top of the project (not under reports/, which a rerun replaces), "
         "then run: python stages/evaluate.py score reviews/<file>.json",
     ]
 
 
-def readme(criteria: dict[str, str]) -> str:
+def readme(criteria: dict[str, str], note: str = "") -> str:
     lines = [
         "# Blind review",
         "",
@@ -208,9 +218,10 @@ def readme(criteria: dict[str, str]) -> str:
         "sheet.csv: the same samples, one per row, for a spreadsheet; sheet.html: a printable table.",
         "",
     ]
-    lines += [f"- {line}" for line in instructions(criteria)]
+    lines += [f"- {line}" for line in instructions(criteria, note)]
     lines += [
-        "- A filled sheet.csv scores too: copy it under reviews/ first, then score that copy.",
+        "- A filled sheet.csv scores too: copy it under reviews/ as <your name>.csv first, then score that copy "
+        "(its last columns, sheet and hash, tie each row to its sample: leave them as they are).",
         "",
         "Do not open data/review_key.csv (which model wrote which id) before you have finished.",
         "",
@@ -218,10 +229,10 @@ def readme(criteria: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def render_html(sheet: list[dict], criteria: dict[str, str]) -> str:
+def render_html(sheet: list[dict], criteria: dict[str, str], note: str = "") -> str:
     """A printable static table of the sheet; every piece of sample text is HTML-escaped."""
     esc = html.escape
-    items = "\n".join(f"<li>{esc(line)}</li>" for line in instructions(criteria))
+    items = "\n".join(f"<li>{esc(line)}</li>" for line in instructions(criteria, note))
     rows = "\n".join(
         f"<tr><td>{esc(row['id'])}</td><td><pre>{esc(row['prompt'])}</pre></td>"
         f"<td><pre>{esc(row['text'])}</pre></td>" + "".join("<td></td>" for _ in criteria) + "</tr>"

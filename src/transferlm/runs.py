@@ -9,12 +9,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from pathlib import Path
 
 from transferlm import paths
 from transferlm.errors import InputError
 from transferlm.params import AUTO, Params, Shape, TrainParams
 from transferlm.train import Run
+
+SAMPLE_TOKENS = 24  # text logged at each evaluation of the fine-tune and the ladder (samples while training)
 
 
 def resolve_train(train: TrainParams, recommended: Path = paths.RECOMMENDED) -> TrainParams:
@@ -40,15 +43,62 @@ def derived(train: TrainParams, **changes) -> TrainParams:
 
 
 def zero_shot_loss(path: Path = paths.ZEROSHOT) -> float:
+    return float(_zero_shot(path)["loss"])
+
+
+def heldout_bytes_per_token(path: Path = paths.ZEROSHOT) -> float:
+    """UTF-8 bytes per scored held-out token (the zeroshot stage measures it): nats/token -> bits/byte."""
+    return float(_zero_shot(path)["bytes_per_token"])
+
+
+def _zero_shot(path: Path) -> dict:
     if not path.is_file():
         raise InputError(f"{path}: not found (run the zeroshot stage first)")
-    return float(json.loads(path.read_text(encoding="utf-8"))["loss"])
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
-def finetune(train: TrainParams, *, name: str = "finetune", seed: int | None = None, fraction: float = 1.0,
-             initial_loss: float | None = None) -> Run:
-    cfg = train if seed is None else dataclasses.replace(train, seed=seed)
-    return Run(name=name, train=cfg, data_fraction=fraction, initial_loss=initial_loss)
+def finetune(train: TrainParams, *, compare_steps: int, initial_loss: float | None = None) -> Run:
+    """The fine-tune: train.max_steps, early-stopped on its held-out loss (train.patience), measured every
+    train.eval_every steps and at the comparison budget that the scratch runs are held against."""
+    evals = {*range(train.eval_every, train.max_steps, train.eval_every), compare_steps}
+    return Run(name="finetune", train=train, initial_loss=initial_loss, patience=train.patience,
+               eval_steps=tuple(sorted(evals)), sample_tokens=SAMPLE_TOKENS)
+
+
+def epochs_run(train: TrainParams, *, name: str, fraction: float, epochs: int, patience: int,
+               data_dir: Path = paths.TOKENIZED, **run_fields) -> Run:
+    """A run on `fraction` of the training split for up to `epochs` epochs, a held-out loss after each one,
+    early-stopped after `patience` epochs without a new best. `train` gives optimizer, lr, batch and seed."""
+    from transferlm import data
+
+    blocks = len(data.training_blocks(data_dir, fraction, train.seed))
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # every process takes its share of each global batch
+    per_epoch = max(1, math.ceil(blocks / (train.batch_size * train.grad_accum * world)))
+    steps = epochs * per_epoch
+    cfg = dataclasses.replace(train, max_steps=steps, warmup_steps=min(train.warmup_steps, per_epoch),
+                              save_every=0)
+    return Run(name=name, train=cfg, data_fraction=fraction, patience=patience,
+               eval_steps=tuple(per_epoch * (e + 1) for e in range(epochs)), **run_fields)
+
+
+def batch_size_run(params: Params, train: TrainParams, batch_size: int, *, initial_loss: float | None = None) -> Run:
+    """The fine-tune's optimizer at another batch size, on study.batch_blocks blocks in all (equal tokens).
+
+    The lr is the study's (found at train.batch_size), scaled with the batch: by the square root of the
+    ratio for adaptive optimizers (Malladi et al. 2022, "On the SDEs and scaling rules for adaptive
+    gradient algorithms"), linearly for SGD (Goyal et al. 2017).
+    """
+    steps = max(1, round(params.study.batch_blocks / batch_size))
+    power = 1.0 if train.optimizer == "sgd" else 0.5
+    lr = train.lr * (batch_size / train.batch_size) ** power
+    cfg = dataclasses.replace(train, batch_size=batch_size, grad_accum=1, lr=min(lr, 9.99), max_steps=steps,
+                              warmup_steps=min(train.warmup_steps, steps // 4), save_every=0)
+    evals = tuple(sorted({max(1, round(steps * (i + 1) / 4)) for i in range(4)}))
+    return Run(name=f"batch-{batch_size}", train=cfg, eval_steps=evals, initial_loss=initial_loss)
+
+
+def lr_scaling_rule(optimizer: str) -> str:
+    return "linear" if optimizer == "sgd" else "square root"
 
 
 def grid_point(params: Params, optimizer: str, lr: float, steps: int, *, seed: int | None = None,
@@ -73,8 +123,10 @@ def lr_find(params: Params, optimizer: str, initial_loss: float | None = None) -
     study = params.study
     cfg = derived(params.train, optimizer=optimizer, lr=study.lr_find_min, max_steps=study.lr_find_steps,
                   warmup_steps=0, save_every=0, lr_schedule="constant", seed=params.train.seed)
+    # Stopped once a step's loss doubles its first: a fine-tune's loss (~4 nats) never gets there by noise,
+    # and the steps past it would only pay for lrs that the reading cuts off anyway.
     return Run(name=f"lr_find-{optimizer}", train=cfg, lr_ramp=(study.lr_find_min, study.lr_find_max),
-               diverge_factor=4.0, eval_steps=(study.lr_find_steps,), initial_loss=initial_loss)
+               diverge_factor=2.0, eval_steps=(study.lr_find_steps,), initial_loss=initial_loss)
 
 
 # ------------------------------------------------------------------------------------ from-scratch ladder
@@ -107,20 +159,22 @@ def block_size(data_dir: Path) -> int:
 
 
 def scratch(params: Params, size: str, *, budget: float, seed: int | None = None, fraction: float = 1.0,
-            name: str | None = None, base_dir: Path = paths.BASE_MODEL, data_dir: Path = paths.TOKENIZED) -> Run:
-    """Ladder size `size` from random weights, trained for `budget` x the fine-tune's training FLOPs."""
+            name: str | None = None, sample_tokens: int = 0, base_dir: Path = paths.BASE_MODEL,
+            data_dir: Path = paths.TOKENIZED) -> Run:
+    """Ladder size `size` from random weights, trained for `budget` x the comparison budget (the fine-tune's
+    FLOPs after scratch.compare_steps steps)."""
     from transferlm.optim import flops_per_token
 
     shape = shape_of(params, size)
     block = block_size(data_dir)
     tokens_per_step = params.train.batch_size * params.train.grad_accum * block
     base_n, base_config = parameter_count(base_dir, None)
-    finetune_flops = params.train.max_steps * tokens_per_step * flops_per_token(base_config, block, base_n)
+    compare_flops = params.scratch.compare_steps * tokens_per_step * flops_per_token(base_config, block, base_n)
     n, config = parameter_count(base_dir, shape)
-    steps = max(1, round(budget * finetune_flops / (tokens_per_step * flops_per_token(config, block, n))))
+    steps = max(1, round(budget * compare_flops / (tokens_per_step * flops_per_token(config, block, n))))
     evals = params.scratch.evals
     # Checkpoints as often as the fine-tune's, in wall-clock terms (the same FLOPs between saves).
-    save_every = params.train.save_every * steps // params.train.max_steps
+    save_every = params.train.save_every * steps // params.scratch.compare_steps
     cfg = derived(
         params.train, optimizer=params.scratch.optimizer, lr=shape.lr, max_steps=steps,
         warmup_steps=min(params.scratch.warmup_steps, steps // 4), seed=params.train.seed if seed is None else seed,
@@ -128,7 +182,7 @@ def scratch(params: Params, size: str, *, budget: float, seed: int | None = None
     )
     eval_steps = tuple(sorted({max(1, round(steps * (i + 1) / evals)) for i in range(evals)}))
     return Run(name=name or f"scratch-{size}", train=cfg, init="scratch", shape=shape, data_fraction=fraction,
-               eval_steps=eval_steps)
+               eval_steps=eval_steps, sample_tokens=sample_tokens)
 
 
 def best_scratch_size(params: Params, ladder_dir: Path = paths.LADDER) -> str:

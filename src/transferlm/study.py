@@ -105,21 +105,83 @@ def ties_with_best(stats: dict[str, dict]) -> list[str]:
 # ------------------------------------------------------------------------------------------- lr range test
 
 
-def lr_find_suggestion(lrs: Sequence[float], losses: Sequence[float], beta: float = 0.6) -> dict:
-    """fastai's lr_find reading (Smith 2017): smooth the loss, then suggest the lr of its steepest descent
-    (per log lr) before the minimum, and record the minimum's lr / 10 (the other usual rule)."""
+LR_FIND_BETA = 0.98  # fastai's AvgSmoothLoss
+LR_FIND_BLOWUP = 4.0  # the test is over once the smoothed loss exceeds this x its best (fastai's stop_div)
+
+
+def _longest_fall(values: Sequence[float]) -> tuple[int, int]:
+    """(first, last) index of the longest strictly falling subsequence of `values` (quadratic: ~100 points)."""
+    length, first = [1] * len(values), list(range(len(values)))
+    for i in range(len(values)):
+        for j in range(i):
+            if values[i] < values[j] and length[j] + 1 > length[i]:
+                length[i], first[i] = length[j] + 1, first[j]
+    last = max(range(len(values)), key=lambda i: (length[i], -i))
+    return first[last], last
+
+
+def lr_find_suggestion(lrs: Sequence[float], losses: Sequence[float], beta: float = LR_FIND_BETA) -> dict:
+    """Read an lr range test (Smith 2017; fastai's lr_find) from its per-step losses at exponentially rising lrs.
+
+    As fastai does: the loss is smoothed by a debiased moving average (beta 0.98); the curve ends at the
+    first NaN or where the smoothed loss exceeds 4x its best; its first tenth and last 5 points are left
+    out. Suggestions: `valley`, the middle of the longest falling stretch of the smoothed loss (fastai's
+    default); `steepest`, its steepest descent per log lr before its minimum; `min_over_10`, the minimum's
+    lr / 10. The average lags the lr (it spans ~50 steps), which moves all three to higher lrs than the raw
+    curve's; the valley's reading is tested against synthetic curves whose falling stretch is known.
+    """
     smooth, avg = [], 0.0
     for i, loss in enumerate(losses):
         if not math.isfinite(loss):
             break
         avg = beta * avg + (1 - beta) * loss
-        smooth.append(avg / (1 - beta ** (i + 1)))  # bias-corrected exponential moving average
-    if len(smooth) < 3:
-        return {"steepest": None, "min_over_10": None, "smoothed": smooth}
-    lowest = min(range(len(smooth)), key=smooth.__getitem__)
-    slopes = [(smooth[i + 1] - smooth[i]) / (math.log(lrs[i + 1]) - math.log(lrs[i])) for i in range(max(lowest, 1))]
-    steepest = min(range(len(slopes)), key=slopes.__getitem__)
-    return {"steepest": float(lrs[steepest]), "min_over_10": float(lrs[lowest]) / 10, "smoothed": smooth}
+        value = avg / (1 - beta ** (i + 1))  # debiased: the average of a constant is that constant
+        if smooth and value > LR_FIND_BLOWUP * min(smooth):
+            break
+        smooth.append(value)
+    result = {"valley": None, "steepest": None, "min_over_10": None, "smoothed": smooth, "steps": len(smooth)}
+    lo, hi = len(smooth) // 10, len(smooth) - 5
+    if hi - lo < 3:
+        lo, hi = 0, len(smooth)
+    if hi - lo < 3:
+        return result
+    window, at = smooth[lo:hi], [math.log(lr) for lr in lrs[lo:hi]]
+    first, last = _longest_fall(window)
+    result["valley"] = math.exp(at[first + (last - first) // 2])
+    lowest = min(range(len(window)), key=window.__getitem__)
+    slopes = [(window[i + 1] - window[i]) / (at[i + 1] - at[i]) for i in range(max(lowest, 1))]
+    result["steepest"] = math.exp(at[min(range(len(slopes)), key=slopes.__getitem__)])
+    result["min_over_10"] = math.exp(at[lowest]) / 10
+    return result
+
+
+# ------------------------------------------------------------------------------------------ batch size
+
+
+def loss_by(val_curve: Sequence[dict], seconds: float) -> float | None:
+    """The last held-out loss a run had measured by `seconds` of its wall-clock (None before any)."""
+    measured = [r["val_loss"] for r in val_curve if r["seconds"] <= seconds + 1e-9]
+    return measured[-1] if measured else None
+
+
+def batch_size_summary(runs: Sequence[dict], *, rule: str, base_batch: int, base_lr: float) -> dict:
+    """Batch sizes at equal training tokens: each run's final held-out loss and wall-clock, the best at equal
+    tokens (lowest final loss), and the best at equal time: the lowest loss measured by the time the
+    quickest run had finished."""
+    rows = [{"batch_size": m["batch_size"], "lr": m["lr"], "steps": m["steps"], "tokens": m["tokens"],
+             "seconds": m["seconds"], "tokens_per_s": m["tokens_per_s"], "final_val_loss": m["final_val_loss"],
+             "diverged": m["diverged"]} for m in runs]
+    finite = [r for r in rows if r["final_val_loss"] is not None and math.isfinite(r["final_val_loss"])]
+    equal_time = min(m["seconds"] for m in runs)
+    at_time = {m["batch_size"]: loss_by(m["val_curve"], equal_time) for m in runs}
+    timed = {b: v for b, v in at_time.items() if v is not None and math.isfinite(v)}
+    return {
+        "rule": rule, "base_batch_size": base_batch, "base_lr": base_lr, "runs": rows,
+        "best_at_equal_tokens": min(finite, key=lambda r: r["final_val_loss"])["batch_size"] if finite else None,
+        "equal_time_seconds": equal_time,
+        "loss_at_equal_time": {str(b): v for b, v in at_time.items()},
+        "best_at_equal_time": min(timed, key=timed.get) if timed else None,
+    }
 
 
 # ------------------------------------------------------------------------------------------- summary
@@ -168,7 +230,8 @@ def summarize(rung0: list[dict], rounds: list[list[dict]], seed_runs: list[dict]
             "seconds_per_step": statistics.median(m["seconds_per_step"] for m in mine),
             "rounds_reached": 0 if deepest is None else deepest + 1,
             "promoted_runs": len(furthest),
-            "lr_find_suggestion": finder.get("steepest"),
+            "lr_find_suggestion": finder.get("valley"),
+            "lr_find_steepest": finder.get("steepest"),
             "lr_find_min_over_10": finder.get("min_over_10"),
         }
     return {

@@ -30,7 +30,7 @@ from transferlm.checkpoint import Checkpoints, content_hash, fingerprint
 from transferlm.curves import CurveLog
 from transferlm.device import autocast, last_precision_decision, pick_device, resolve_precision
 from transferlm.errors import TransferLMError
-from transferlm.heldout import heldout_loss
+from transferlm.heldout import bits_per_byte, decode, greedy_continuation, heldout_bytes_per_token, heldout_loss
 from transferlm.optim import build_optimizer, flops_per_token
 from transferlm.params import Shape, TrainParams
 from transferlm.speed import (
@@ -49,6 +49,7 @@ from transferlm.speed import (
 log = logging.getLogger(__name__)
 
 PRECISION_KEYS = ("precision", "source", "reason", "bf16_gflops", "fp32_gflops")  # kept in metrics
+SAMPLE_PROMPT_TOKENS = 24  # the samples-while-training prompt: the first held-out block's opening
 
 
 class Diverged(TransferLMError):
@@ -68,10 +69,40 @@ class Run:
     lr_ramp: tuple[float, float] | None = None  # lr range test: lr rises exponentially from a to b
     eval_steps: tuple[int, ...] = ()  # steps after which to measure the held-out loss (default: eval_every)
     initial_loss: float | None = None  # the held-out loss before training when known (the zero-shot model)
+    # Early stopping: None = off (the last step's weights are returned); n >= 0 = keep the best held-out
+    # point's weights, and stop after n evaluations without a new best (0 = never stop early).
+    patience: int | None = None
+    # Samples while training: at each held-out measurement, this many tokens of greedy continuation of the
+    # first held-out block's opening (0 = none), logged to the run folder's samples.jsonl.
+    sample_tokens: int = 0
 
     def evals(self) -> set[int]:
         steps = set(self.eval_steps) or set(range(self.train.eval_every, self.train.max_steps, self.train.eval_every))
         return {s for s in steps if 0 < s < self.train.max_steps} | {self.train.max_steps}
+
+
+@dataclass
+class EarlyStop:
+    """The best held-out point so far and its weights (on the CPU); says when `patience` evaluations have
+    passed without a new best. Step 0 (before training) counts: a run that only got worse keeps its start."""
+
+    patience: int
+    best_loss: float = math.inf
+    best_step: int = 0
+    since_best: int = 0
+    weights: dict | None = None
+
+    def update(self, step: int, loss: float, model=None) -> None:
+        if math.isfinite(loss) and loss < self.best_loss:
+            self.best_loss, self.best_step, self.since_best = loss, step, 0
+            if model is not None:
+                self.weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        else:
+            self.since_best += 1
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience > 0 and self.since_best >= self.patience
 
 
 @dataclass
@@ -185,12 +216,29 @@ def train(run: Run, *, data_dir: Path, base_dir: Path, heldout: torch.Tensor,
         curves[kind].append(row)
         curve_log.log(kind, row)
 
+    prompt = heldout[0, :SAMPLE_PROMPT_TOKENS]
+
+    def sample(step: int) -> None:  # the text a user would read, at this point of training
+        if run.sample_tokens:
+            text = decode(greedy_continuation(model, prompt, run.sample_tokens, precision), base_dir)
+            row = {"step": step, "prompt": decode(prompt.tolist(), base_dir), "text": text}
+            curves.setdefault("samples", []).append(row)
+            curve_log.sample(row)
+
+    early = None if run.patience is None else EarlyStop(run.patience)
     if start_step == 0:
         initial = run.initial_loss
         if initial is None:
             initial, _ = heldout_loss(model, heldout, cfg.batch_size, precision)
         record("val", {**point(0, 0.0), "val_loss": initial})
         log.info("%s: held-out loss before training %.4f", run.name, initial)
+        if early:
+            early.update(0, initial, model)
+        sample(0)
+    elif early:  # the resumed curve says where the best point was; its weights come from the checkpoint
+        for row in curves["val"]:
+            early.update(row["step"], row["val_loss"])
+        early.weights = checkpoints.load_best(early.best_step)
 
     log.info(
         "%s: %s init, %s, %s lr %s, %d steps x %d tokens, %s on %s%s, %d/%d parameters trainable",
@@ -248,9 +296,19 @@ def train(run: Run, *, data_dir: Path, base_dir: Path, heldout: torch.Tensor,
             val, _ = heldout_loss(model, heldout, cfg.batch_size, precision)
             record("val", {**point(done, time.perf_counter() - t0), "val_loss": val})
             log.info("%s: step %d held-out loss %.4f", run.name, done, val)
+            sample(done)
+            if early:
+                early.update(done, val, model)
+                if early.should_stop:
+                    log.info("%s: no new best in %d evaluations; stopping at step %d (best: step %d, %.4f)",
+                             run.name, early.patience, done, early.best_step, early.best_loss)
+                    break
         if checkpoints and done % cfg.save_every == 0 and done < cfg.max_steps:
-            checkpoints.save(done, time.perf_counter() - t0, model, optimizer, scheduler, curves)
+            checkpoints.save(done, time.perf_counter() - t0, model, optimizer, scheduler, curves,
+                             best=(early.best_step, early.weights) if early else None)
     progress.close()
+    if early and early.weights is not None and early.best_step != curves["val"][-1]["step"]:
+        model.load_state_dict(early.weights)  # the best point's weights are the run's model
 
     seconds = time.perf_counter() - t0
     steps_done = curves["train"][-1]["step"] if curves["train"] else 0
@@ -280,9 +338,14 @@ def train(run: Run, *, data_dir: Path, base_dir: Path, heldout: torch.Tensor,
         "initial_val_loss": val_losses[0] if val_losses else float("nan"),
         "final_val_loss": val_losses[-1] if val_losses and not diverged else float("nan"),
         "best_val_loss": min(finite_val) if finite_val else float("nan"),
+        "best_step": _best_step(curves["val"]),
+        "stopped_early": bool(early and early.should_stop),
         "final_train_loss": curves["train"][-1]["loss"] if curves["train"] else float("nan"),
         "diverged": diverged,
     }
+    bytes_per_token = heldout_bytes_per_token(heldout, base_dir)
+    for key in ("initial_val_loss", "final_val_loss", "best_val_loss"):
+        metrics[key.replace("_loss", "_bpb")] = bits_per_byte(metrics[key], bytes_per_token)
     curve_log.close(metrics)
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(loss_model).model
@@ -293,6 +356,11 @@ def train(run: Run, *, data_dir: Path, base_dir: Path, heldout: torch.Tensor,
     model.config.use_cache = True
     model.set_attn_implementation(saved_attention)  # the choice above was for training speed only
     return model, RunResult(metrics, curves["train"], curves["val"])
+
+
+def _best_step(val_curve: list[dict]) -> int | None:
+    finite = [row for row in val_curve if math.isfinite(row["val_loss"])]
+    return int(min(finite, key=lambda row: row["val_loss"])["step"]) if finite else None
 
 
 def content_hash_tensor(blocks: torch.Tensor) -> str:

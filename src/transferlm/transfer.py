@@ -9,7 +9,9 @@ beyond it except by `scaling.extrapolate`, which refuses to read a fit further t
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+from collections.abc import Sequence
 
 from transferlm import scaling
 from transferlm.study import seed_stats
@@ -65,35 +67,79 @@ def compute_saved(scratch_curves: list[list[dict]], finetune_curve: list[dict], 
     }
 
 
-def data_efficiency(finetune: dict[float, dict], scratch: dict[float, dict]) -> list[dict]:
-    """Per fraction: the fine-tune's loss with that much data, and how much data scratch needs for it.
+def data_needed(scratch: Sequence[tuple[float, float]], loss: float) -> dict:
+    """How much training data scratch needs to reach `loss`, from its (data, best loss) points.
 
-    `finetune` / `scratch`: fraction -> run metrics (final_val_loss, train_blocks, tokens per block).
-    D_E (Hernandez et al. 2021) is the smallest training set on which scratch reached the fine-tune's loss;
-    when no scratch run did, only a bound is stated: more than the largest set scratch was given.
+    Interpolated (linear in log data) between the two measured points that bracket `loss`; a bound where
+    none do: more than the most data measured when scratch never got that low, at most the least data
+    measured when it was already there. Never extrapolated.
     """
-    scratch_sorted = sorted(scratch.items())
-    largest_data = max(m["train_tokens_available"] for m in scratch.values())
+    points = sorted((d, v) for d, v in scratch if v is not None and math.isfinite(v))
+    if not points:
+        return {"tokens": None, "more_than": None, "at_most": None}
+    if points[0][1] <= loss:
+        return {"tokens": None, "more_than": None, "at_most": points[0][0]}
+    for (d0, v0), (d1, v1) in itertools.pairwise(points):
+        if v1 <= loss < v0:
+            t = (v0 - loss) / (v0 - v1)
+            return {"tokens": math.exp(math.log(d0) + t * (math.log(d1) - math.log(d0))), "more_than": None,
+                    "at_most": None}
+    return {"tokens": None, "more_than": points[-1][0], "at_most": None}
+
+
+def data_efficiency(finetune: dict[float, dict], scratch: dict[float, dict]) -> list[dict]:
+    """Per fraction: the fine-tune's best held-out loss with that much data, and how much data scratch needs
+    for it (Hernandez et al. 2021: effective data transferred D_T = D_E - D_F).
+
+    `finetune` / `scratch`: fraction -> {"loss": best held-out loss (early-stopped), "tokens": training
+    tokens available}. Scratch's points are its best losses on each share, so the curve is each model
+    trained to its best, not a fixed step count.
+    """
+    curve = [(m["tokens"], m["loss"]) for m in scratch.values()]
     rows = []
     for fraction, ft in sorted(finetune.items()):
-        loss = ft["final_val_loss"]
-        reached = [m["train_tokens_available"] for _, m in scratch_sorted
-                   if m["final_val_loss"] is not None and math.isfinite(m["final_val_loss"])
-                   and m["final_val_loss"] <= loss]
-        d_f = ft["train_tokens_available"]
-        d_e = min(reached) if reached else None
+        d_f, need = ft["tokens"], data_needed(curve, ft["loss"])
         rows.append({
             "fraction": fraction,
             "finetune_tokens_available": d_f,
-            "finetune_loss": loss,
-            "scratch_loss_same_data": scratch.get(fraction, {}).get("final_val_loss"),
-            "scratch_tokens_needed": d_e,
-            "scratch_tokens_needed_more_than": None if reached else largest_data,
-            "data_multiplier": d_e / d_f if d_e else None,
-            "data_multiplier_more_than": None if reached else largest_data / d_f,
-            "effective_data_transferred": d_e - d_f if d_e else None,
+            "finetune_loss": ft["loss"],
+            "scratch_loss_same_data": scratch.get(fraction, {}).get("loss"),
+            "scratch_tokens_needed": need["tokens"],
+            "scratch_tokens_needed_more_than": need["more_than"],
+            "scratch_tokens_needed_at_most": need["at_most"],
+            "data_multiplier": need["tokens"] / d_f if need["tokens"] else None,
+            "data_multiplier_more_than": need["more_than"] / d_f if need["more_than"] else None,
+            "data_multiplier_at_most": need["at_most"] / d_f if need["at_most"] else None,
+            "effective_data_transferred": need["tokens"] - d_f if need["tokens"] else None,
         })
     return rows
+
+
+def epochs_summary(metrics: dict, val_curve: list[dict], block: int) -> dict:
+    """One multi-epoch run: held-out loss after each epoch, the best epoch, and how far it overfit past it.
+
+    An epoch is the run's training blocks seen once (tokens seen / tokens available: batches run on across
+    epoch ends, so a count can be fractional)."""
+    available = metrics["train_blocks"] * block
+    rows = [{"epoch": round(r["tokens"] / available, 3), "val_loss": r["val_loss"], "seconds": r["seconds"]}
+            for r in val_curve]
+    finite = [r for r in rows if math.isfinite(r["val_loss"])]
+    best = min(finite, key=lambda r: r["val_loss"]) if finite else None
+    last = rows[-1] if rows else None
+    return {
+        "epochs_run": last["epoch"] if last else 0,
+        "best_epoch": best["epoch"] if best else None,
+        "best_loss": best["val_loss"] if best else None,
+        "last_loss": last["val_loss"] if last else None,
+        "overfit": (last["val_loss"] - best["val_loss"]) if best and last else None,
+        "stopped_early": metrics["stopped_early"],
+        "curve": rows,
+    }
+
+
+def time_to_pass(finetune_curve: list[dict], loss: float) -> float | None:
+    """Wall-clock seconds after which the fine-tune's held-out loss was first at or below `loss`."""
+    return next((r["seconds"] for r in finetune_curve if r["val_loss"] <= loss), None)
 
 
 def spread(runs: list[dict]) -> dict:
