@@ -228,3 +228,8 @@ def test_an_alias_bomb_stops_a_stage_before_it_runs(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "error: params.yaml: line 1: more than 100,000 values once its aliases (*name) are expanded"]
     assert list(tmp_path.iterdir()) == [tmp_path / "params.yaml"]
+
+
+def test_the_dataclass_defaults_are_params_yaml():
+    # One set of defaults: code that builds a section without params.yaml (a bench, a test) gets the same values.
+    assert load_params(Path(__file__).resolve().parents[1] / "params.yaml") == Params()
