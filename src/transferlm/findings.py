@@ -59,13 +59,20 @@ def time_sentence(fr: dict, zero: dict | None) -> str | None:
     if not t:
         return None
     where = f"On {(zero or {}).get('cpu', 'this machine')} ({(zero or {}).get('cores', '?')} cores)"
-    passed = t["finetune_seconds_to_pass_it"]
-    head = (f"{where}, the fine-tune passed the best from-scratch model's held-out loss "
-            f"({fmt_loss(t['best_scratch_loss'])}) after **{fmt_seconds(passed)}** of training"
-            if passed is not None else f"{where}, the fine-tune never passed the best from-scratch model's "
-            f"held-out loss ({fmt_loss(t['best_scratch_loss'])})")
-    return (f"{head} (its whole run: {fmt_seconds(t['finetune_seconds'])}); the {t['scratch_runs']} from-scratch "
-            f"runs trained for **{fmt_seconds(t['scratch_seconds'])}** in all, and none got below that loss.")
+    passed, best = t["finetune_seconds_to_pass_it"], fmt_loss(t["best_scratch_loss"])
+    scratch = (f"the {t['scratch_runs']} from-scratch runs trained for **{fmt_seconds(t['scratch_seconds'])}** in "
+               f"all and got no lower")
+    whole = f"the fine-tune's whole run took {fmt_seconds(t['finetune_seconds'])}"
+    ft = fr.get("finetune", {})
+    if ft.get("best_val_loss") is not None:
+        whole += f" and ended at {fmt_loss(ft['best_val_loss'])}"
+    if passed == 0:  # the base model, before any training, is already below every scratch run
+        return (f"{where}, the base model was below the best from-scratch model's held-out loss ({best}) before "
+                f"any training (0 s), while {scratch}; {whole}.")
+    if passed is None:
+        return f"{where}, the fine-tune never passed the best from-scratch model's held-out loss ({best}); {whole}."
+    return f"{where}, the fine-tune passed the best from-scratch model's held-out loss ({best}) after " \
+           f"**{fmt_seconds(passed)}** of training, while {scratch}; {whole}."
 
 
 def extrapolation_sentence(fr: dict) -> str | None:
@@ -198,13 +205,13 @@ def data_section(fr: dict | None, zero: dict | None, plots_dir, link: str) -> st
 
 
 def epochs_sentence(label: str, tokens: int, e: dict) -> str:
-    text = (f"**{label}** on {fmt_int(tokens)} tokens: held-out loss best after epoch {e['best_epoch']:g} "
+    text = (f"**{label}** on {fmt_int(tokens)} tokens: held-out loss best after epoch {e['best_epoch']:.1f} "
             f"({fmt_loss(e['best_loss'])})")
     if e["overfit"] and e["overfit"] > 0:
-        text += (f", then {e['overfit']:.3f} nats worse by epoch {e['epochs_run']:g}"
+        text += (f", then {e['overfit']:.3f} nats worse by epoch {e['epochs_run']:.1f}"
                  + (", where early stopping ended it" if e["stopped_early"] else ""))
     else:
-        text += f", still improving at the last epoch run ({e['epochs_run']:g}): more epochs would help"
+        text += f", still improving at the last epoch run ({e['epochs_run']:.1f}): more epochs would help"
     return text + "."
 
 
@@ -222,8 +229,9 @@ def epochs_section(fr: dict | None, zero: dict | None, plots_dir, link: str) -> 
     for share, models in fr["epochs"].items():
         key = f"{float(share):g}"
         for model, e in models.items():
-            rows.append([key, labels[model], f"{e['epochs_run']:g}", f"{e['best_epoch']:g}", fmt_loss(e["best_loss"]),
-                         fmt_bpb(e["best_loss"], bpt), fmt_loss(e["last_loss"]), f"{num(e['overfit']):+.3f}"])
+            rows.append([key, labels[model], f"{e['epochs_run']:.1f}", f"{e['best_epoch']:.1f}",
+                         fmt_loss(e["best_loss"]), fmt_bpb(e["best_loss"], bpt), fmt_loss(e["last_loss"]),
+                         f"{num(e['overfit']):+.3f}"])
             sentences.append(epochs_sentence(f"{labels[model].capitalize()}, share {key}", tokens.get(key, 0), e))
     parts.append(table(["share", "model", "epochs run", "best epoch", "best loss", "bpb", "last loss",
                         "last - best"], rows))

@@ -219,6 +219,13 @@ def eval_sentence(ev: dict) -> str | None:
     return text + "."
 
 
+def _criteria_source(ev: dict) -> str:
+    """Which criteria the review page asks: the layout's set (its reading is the line above), or the params'."""
+    picked = ev.get("review_criteria", "")
+    layout = ev["layout"]["name"]
+    return f"the {layout} set, picked by that layout" if picked.startswith(f"{layout} criteria:") else picked
+
+
 def eval_section(inputs: Inputs) -> str:
     parts = ["## 5. Perplexity, sample measures and review"]
     ev = inputs.eval
@@ -248,7 +255,7 @@ def eval_section(inputs: Inputs) -> str:
     if ev.get("layout"):
         parts.append(f"Layout: {ev['layout']['reading']}. The format measure is the share of samples that read as "
                      f"that layout (the clean stage's own parts: `NAME:` cues followed by speech, headings, "
-                     f"bracketed action). Review criteria: {ev.get('review_criteria', 'as configured')}.")
+                     f"bracketed action). Review criteria: {_criteria_source(ev)}.")
     sentence = eval_sentence(ev)
     if sentence:
         parts.append(sentence)
