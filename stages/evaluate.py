@@ -38,6 +38,7 @@ from transferlm.review import (
     to_csv,
     write_review,
 )
+from transferlm.review_stats import REFERENCE
 
 EVAL_JSON = paths.METRICS / "eval.json"
 REVIEW_DIR = Path("reports/review")
@@ -57,7 +58,7 @@ def run(params_file: Path = typer.Option(Path("params.yaml"), "--params")) -> No
         check_model_dir(path)
     samples = read_samples(paths.SAMPLES_JSONL)
     # The page shows the review's own samples, never the labelled ones in reports/ (transferlm.generate).
-    review_samples = read_samples(paths.REVIEW_SAMPLES)
+    review_samples = read_samples(paths.REVIEW_SAMPLES, (*paths.MODELS, REFERENCE))
     tokenized = load_tokenized(paths.TOKENIZED)
     # The layout the corpus was cleaned into: what the format rate checks and `auto` criteria are picked by.
     layout, reading = corpus_layout(doc.text for doc in read_documents(DOCUMENTS))
@@ -80,9 +81,11 @@ def run(params_file: Path = typer.Option(Path("params.yaml"), "--params")) -> No
     # All three models share the base tokenizer, so copy_rate counts the same tokens for each.
     tokenizer = load_tokenizer(paths.BASE_MODEL)
     train_hashes = train_ngram_hashes(tokenized, params.copy_ngram)
+    # The held-out text's own measures (it is only in the review samples): the target each model should be near.
+    reference = [row for row in review_samples if row["model"] == REFERENCE]
     measures = {
         name: sample_measures(rows, tokenizer, train_hashes, params.copy_ngram, layout)
-        for name, rows in samples_by_model(samples).items()
+        for name, rows in (samples_by_model(samples) | ({REFERENCE: reference} if reference else {})).items()
     }
     criteria, criteria_why = pick_criteria(params.criteria(), layout, reading)
     sheet, key = build_review(review_samples, params.seed, criteria)

@@ -15,6 +15,7 @@ from transferlm.cli import run_stage
 from transferlm.generate import (
     blind_samples,
     generate_batch,
+    reference_rows,
     review_settings,
     sample_rows,
     samples_jsonl,
@@ -55,8 +56,8 @@ def main(
         check_model_dir(path)
     # The compared models share the base model's tokenizer: it measures generate.prompt_tokens.
     counter = load_tokenizer(paths.BASE_MODEL)
-    prompts = resolve_prompts(settings, params.tokenize, DOCUMENTS, SPLIT_METRICS,
-                              lambda text: len(counter(text, add_special_tokens=False)["input_ids"]))
+    prompts, pieces = resolve_prompts(settings, params.tokenize, DOCUMENTS, SPLIT_METRICS,
+                                      lambda text: len(counter(text, add_special_tokens=False)["input_ids"]))
     settings = dataclasses.replace(settings, prompts=[prompt.text for prompt in prompts])
     sources = [prompt.source for prompt in prompts]
     rows, review = [], []
@@ -66,6 +67,9 @@ def main(
         review += sample_rows(lm, tokenizer, name, review_settings(settings), sources)
         del lm  # one model in memory at a time
     review = blind_samples(review, rows)
+    # The real text after each auto prompt joins the blind review as one more "model"; only there, so that
+    # no labelled copy of it sits next to the page.
+    review += reference_rows(prompts, pieces, settings, counter)
     outputs = (paths.SAMPLES_JSONL, paths.SAMPLES_MD, paths.REVIEW_SAMPLES)
     with staged_outputs(*outputs) as (jsonl_tmp, md_tmp, review_tmp):
         jsonl_tmp.write_text(samples_jsonl(rows), encoding="utf-8")

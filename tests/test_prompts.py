@@ -112,3 +112,20 @@ def test_listed_prompts_cite_their_place_in_params():
     assert describe_source({"document": "hamlet", "start": 1200, "end": 1350}) == (
         "hamlet, characters 1,200-1,350 (validation split)"
     )
+
+
+def test_the_reference_is_the_held_out_text_right_after_the_prompt(tokenizer):
+    from transferlm.prompts import Piece, Prompt, continuation
+
+    text = "BERNARDO:\nWho's there?\n\nFRANCISCO:\nNay, answer me: stand, and unfold yourself.\n"
+    piece = Piece("hamlet", 1000, text)
+    end = 1000 + text.index("FRANCISCO")
+    prompt = Prompt(text[: end - 1000], {"document": "hamlet", "start": 1000, "end": end})
+    found, tokens = continuation(prompt, [piece], 6, tokenizer)
+    after = tokenizer(text[end - 1000 :], add_special_tokens=False)["input_ids"]
+    assert tokens == 6 and found == tokenizer.decode(after[:6])  # as many tokens as a sample gets
+    assert text[end - 1000 :].startswith(found)
+    # A prompt whose text lies in no validation piece (a listed prompt, or training text) has no reference.
+    assert continuation(Prompt("ROMEO:\n", {"param": "generate.prompts[0]"}), [piece], 6, tokenizer) is None
+    elsewhere = Prompt("x", {"document": "othello", "start": 0, "end": 5})
+    assert continuation(elsewhere, [piece], 6, tokenizer) is None

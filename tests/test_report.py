@@ -292,3 +292,17 @@ def test_time_says_so_when_the_base_model_is_already_below_every_scratch_run(tmp
     first = md.split("## Summary")[1].split("## 1.")[0].strip().splitlines()[0]
     assert "the base model was below the best from-scratch model's held-out loss (6.400) before any training" in first
     assert "after **0.0 s**" not in first
+
+
+def test_review_against_the_real_text_is_reported(tmp_path):
+    from transferlm.review_stats import pairwise
+
+    write_metrics(tmp_path)
+    comparisons = [("finetuned", "reference", 1.0)] * 3 + [("reference", "finetuned", 1.0)] * 7
+    _json(tmp_path / "metrics/review.json", {
+        "models": {"finetuned": {"rated": 10, "coherence": 3.0}, "reference": {"rated": 10, "coherence": 4.5}},
+        "criteria": ["coherence"], "rated": 20, "files": ["reviews/ada.json"],
+        "pairwise": pairwise(comparisons, ["finetuned", "reference"])})
+    md, _ = _build(tmp_path)
+    assert "Against the real held-out text (`reference`" in md
+    assert "finetuned preferred in 30% of 10 comparisons (95% CI" in md

@@ -571,3 +571,50 @@ def test_reserved_criterion_name_is_refused_before_anything_runs(tmp_path, monke
 
 def test_every_fixed_sheet_column_is_a_reserved_criterion_name():
     assert set(FIXED_COLUMNS) <= set(EvaluateParams.RESERVED_CRITERIA)
+
+
+# ------------------------------------------------------------------- the real text as a blind sample
+
+
+def test_the_reference_sample_looks_like_any_model_sample_on_the_page(tmp_path):
+    from transferlm.review_stats import REFERENCE
+
+    reference = [{"model": REFERENCE, "prompt": p, "sample": 0, "seed": None, "text": f"The real line after {p}",
+                  "new_tokens": 5} for p in ("HAMLET:\n", "ROMEO:\n")]
+    sheet, key = build_review(SAMPLES + reference, seed=3)
+    write_review(tmp_path / "review", sheet, build_pairs(key, seed=3))
+    assert {tuple(row) for row in sheet} == {tuple(sheet[0])}  # the same columns for every sample
+    page = (tmp_path / "review" / "index.html").read_text()
+    assert REFERENCE not in page.lower() and "The real line after" in page  # shown, never named
+    ids = {row["id"] for row in key if row["model"] == REFERENCE}
+    assert len(ids) == 2 and all(i.startswith("S") for i in ids)
+    # The reference is paired with each model's sample 0 of its prompt, like any other model.
+    pairs = build_pairs(key, seed=3)
+    model_of = {row["id"]: row["model"] for row in key}
+    with_reference = [p for p in pairs if REFERENCE in (model_of[p["left"]], model_of[p["right"]])]
+    assert len(with_reference) == 2 * len(MODELS)
+
+
+def test_a_reference_that_always_wins_has_a_win_rate_of_one_and_fools_nobody():
+    from transferlm.review_stats import REFERENCE, pairwise
+
+    comparisons = [(REFERENCE, model, 1.0) for model in MODELS for _ in range(20)]
+    comparisons += [(model, REFERENCE, 0.0) for model in MODELS for _ in range(5)]  # either side
+    result = pairwise(comparisons, [*MODELS, REFERENCE])
+    assert result["models"][REFERENCE]["win_rate"] == 1.0
+    assert result["models"][REFERENCE]["win_rate_ci"] == [1.0, 1.0]
+    for model in MODELS:
+        fooled = result["against_reference"][model]
+        assert fooled["fooled_rate"] == 0.0 and fooled["fooled_rate_ci"] == [0.0, 0.0]
+        assert fooled["comparisons"] == 25
+
+
+def test_fooled_rate_counts_a_tie_as_half_with_an_interval():
+    from transferlm.review_stats import REFERENCE, pairwise
+
+    comparisons = [("finetuned", REFERENCE, 1.0)] * 10 + [("finetuned", REFERENCE, 0.5)] * 10 + \
+                  [(REFERENCE, "finetuned", 1.0)] * 20
+    fooled = pairwise(comparisons, ["finetuned", REFERENCE])["against_reference"]["finetuned"]
+    assert fooled["fooled_rate"] == pytest.approx(15 / 40)
+    low, high = fooled["fooled_rate_ci"]
+    assert low < 15 / 40 < high

@@ -82,7 +82,8 @@ def token_blocks(split: Dataset, indices: np.ndarray | None = None) -> np.ndarra
     return ids.astype(np.int64)
 
 
-def read_samples(path: str | Path) -> list[dict]:
+def read_samples(path: str | Path, models: tuple[str, ...] = MODELS) -> list[dict]:
+    """A samples file's rows; each must name one of `models` (the review's also has the held-out text)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: samples file not found (run the generate stage)")
@@ -97,8 +98,8 @@ def read_samples(path: str | Path) -> list[dict]:
         missing = [key for key in SAMPLE_KEYS if key not in row]
         if missing:
             raise InputError(f"{path}: line {number} lacks {', '.join(missing)}")
-        if row["model"] not in MODELS:
-            raise InputError(f"{path}: line {number}: unknown model {row['model']!r}; expected {', '.join(MODELS)}")
+        if row["model"] not in models:
+            raise InputError(f"{path}: line {number}: unknown model {row['model']!r}; expected {', '.join(models)}")
         rows.append(row)
     return rows
 

@@ -35,8 +35,9 @@ from transformers import (
 from transferlm.models import load_for_inference
 from transferlm.params import GenerateParams
 from transferlm.paths import MODELS
-from transferlm.prompts import listed_prompts
+from transferlm.prompts import continuation, listed_prompts
 from transferlm.reportfmt import describe_source
+from transferlm.review_stats import REFERENCE
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,18 @@ def blind_samples(review: list[dict], labelled: list[dict]) -> list[dict]:
     if len(kept) < len(review):
         log.warning("%d review sample(s) left out: the same text is in the labelled samples", len(review) - len(kept))
     return kept
+
+
+def reference_rows(prompts: list, pieces: list, settings: GenerateParams, tokenizer) -> list[dict]:
+    """One review row per auto prompt: the held-out text that follows it, as long as a sample (sample 0,
+    so it is paired with every model's first sample of that prompt). None for listed prompts."""
+    rows = []
+    for prompt in prompts:
+        if found := continuation(prompt, pieces, settings.max_new_tokens, tokenizer):
+            text, tokens = found
+            rows.append({"model": REFERENCE, "prompt": prompt.text, "prompt_source": prompt.source, "sample": 0,
+                         "seed": None, "text": text, "new_tokens": tokens, "settings": sampling_settings(settings)})
+    return rows
 
 
 def sampling_settings(settings: GenerateParams) -> dict:

@@ -164,11 +164,27 @@ def _end(text: str, start: int, prompt_tokens: int, tokens: Callable[[str], int]
 
 
 def resolve_prompts(settings: GenerateParams, tokenize: TokenizeParams, documents: Path, split_metrics: Path,
-                    tokens: Callable[[str], int]) -> list[Prompt]:
-    """The stage's prompts: the listed ones, or `auto` ones from the validation split."""
+                    tokens: Callable[[str], int]) -> tuple[list[Prompt], list[Piece]]:
+    """The stage's prompts: the listed ones, or `auto` ones from the validation split; and the validation
+    pieces they were cut from (none for listed prompts), where their real continuations are read."""
     # Read either way: dvc.yaml lists both for the generate stage, which reruns when they change.
     val_fraction, seed = tokenize.val_fraction, tokenize.seed
     if settings.prompts != "auto":
-        return listed_prompts(settings.prompts)
+        return listed_prompts(settings.prompts), []
     pieces = validation_pieces(documents, split_metrics, val_fraction, seed)
-    return auto_prompts(pieces, settings.auto_prompts, settings.prompt_tokens, settings.seed, tokens)
+    return auto_prompts(pieces, settings.auto_prompts, settings.prompt_tokens, settings.seed, tokens), pieces
+
+
+def continuation(prompt: Prompt, pieces: list[Piece], new_tokens: int, tokenizer) -> tuple[str, int] | None:
+    """The held-out text that really follows an auto prompt and its token count: `new_tokens` tokens (as many
+    as a sample gets, fewer where its piece ends), from the same validation piece only, never training
+    text. None for a listed prompt."""
+    source = prompt.source
+    piece = next((p for p in pieces if p.document == source.get("document")
+                  and p.start <= source["end"] <= p.start + len(p.text)), None)
+    if piece is None:
+        return None
+    # A token is rarely longer than 16 characters: that much text holds the tokens asked for.
+    after = piece.text[source["end"] - piece.start :][: 16 * new_tokens]
+    ids = tokenizer(after, add_special_tokens=False)["input_ids"][:new_tokens]
+    return (tokenizer.decode(ids, skip_special_tokens=True), len(ids)) if ids else None

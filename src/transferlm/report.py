@@ -320,6 +320,11 @@ def review_paragraph(review: dict | None) -> str:
         text.append("Pairwise: " + ", ".join(
             f"{m} wins {p['win_rate']:.0%} (95% CI {p['win_rate_ci'][0]:.0%}-{p['win_rate_ci'][1]:.0%})"
             for m, p in pairwise["models"].items()) + f"; ranking {' > '.join(pairwise['ranking'])}.")
+    if pairwise and pairwise.get("against_reference"):
+        text.append("Against the real held-out text (`reference`, blind on the page like the models): " + ", ".join(
+            f"{m} preferred in {r['fooled_rate']:.0%} of {r['comparisons']} comparisons (95% CI "
+            f"{r['fooled_rate_ci'][0]:.0%}-{r['fooled_rate_ci'][1]:.0%})"
+            for m, r in pairwise["against_reference"].items()) + ".")
     return "\n\n".join(text)
 
 

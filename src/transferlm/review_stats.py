@@ -10,6 +10,8 @@ import numpy as np
 CONFIDENCE = 0.95
 RESAMPLES = 2000
 SEED = 0
+# The held-out text that follows each auto prompt: in the blind review beside the models, never labelled.
+REFERENCE = "reference"
 
 
 def _bounds(values: np.ndarray) -> list[float]:
@@ -109,4 +111,24 @@ def pairwise(comparisons: list[tuple[str, str, float]], models: list[str]) -> di
                 "ties": int(times[first_points == 0.5].sum()),
                 "win_rate": float(first_points @ times / times.sum()),  # of the first model, a tie counting half
             })  # fmt: skip
-    return {"comparisons": len(comparisons), "models": per_model, "ranking": ranking, "pairs": by_pair}
+    result = {"comparisons": len(comparisons), "models": per_model, "ranking": ranking, "pairs": by_pair}
+    if REFERENCE in index:
+        result["against_reference"] = fooled_rates(by_pair)
+    return result
+
+
+def fooled_rates(by_pair: list[dict]) -> dict:
+    """Per model, the share of its comparisons with the real held-out text (`reference`) in which the reader
+    preferred the model, a tie counting half: how often it fooled the reader, with a 95% bootstrap interval."""
+    rng = np.random.default_rng(SEED)
+    rates = {}
+    for pair in by_pair:
+        if REFERENCE not in pair["models"]:
+            continue
+        mine = 1 - pair["models"].index(REFERENCE)  # the model's side of the pair
+        wins, losses, ties = pair["wins"][mine], pair["wins"][1 - mine], pair["ties"]
+        total = wins + losses + ties
+        draws = rng.multinomial(total, [wins / total, losses / total, ties / total], size=RESAMPLES)
+        rates[pair["models"][mine]] = {"comparisons": total, "fooled_rate": (wins + ties / 2) / total,
+                                       "fooled_rate_ci": _bounds((draws[:, 0] + draws[:, 2] / 2) / total)}
+    return rates
