@@ -30,7 +30,9 @@ TRAIN_ONLY = ["train", "-f", "-s"]
 
 def _runner(env: dict):
     def run(*cmd, cwd: Path, check: bool = True):
-        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+        # Bounded: `dvc queue start` was once seen to hang for good with its first worker running and the
+        # second never started (on a machine loaded by other test runs); a bound turns that into a failure.
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
         if check and proc.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         return proc
