@@ -125,11 +125,11 @@ def test_non_utf8_params_file_is_one_line(tmp_path):
     assert str(info.value) == f"{params}: not UTF-8 (byte 0xe9 at offset {offset}); re-save it as UTF-8"
 
 
-def test_readme_states_how_many_bad_inputs_are_tried_and_each_names_an_existing_test():
+def test_reliability_doc_states_how_many_bad_inputs_are_tried_and_each_names_an_existing_test():
     import re
 
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("### Bad input and what the user sees"):]
+    doc = (ROOT / "docs" / "reliability.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## Bad input and what the user sees"):]
     lines = section.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("| bad input"))
     rows = []
