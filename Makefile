@@ -20,8 +20,10 @@ repro: install
 	dvc repro
 
 # One pytest worker per core, at most 4, each taking whole test files (--dist loadfile), so a file's
-# module fixtures (a tiny repro, two clones) are built once. Most of the suite's time is stage subprocesses
-# importing torch, one core each: on 2 cores this takes about 2/3 of the serial time.
+# module fixtures (two clones) are built once; the one tiny `dvc repro` the end-to-end tests share is built
+# once across all workers (tests/conftest.py's tiny_repo). Most of the suite's time is stage subprocesses
+# importing torch, one core each: on 2 cores this takes about 2/3 of the serial time. tests/README.md says
+# how to run one part (e.g. `python -m pytest tests/unit`).
 test: install
 	python -m pytest -n auto --maxprocesses 4 --dist loadfile
 

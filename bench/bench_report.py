@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from statistics import median
 
-from transferlm.precision import KERNEL_ENV
+from transferlm.lm.cpu_probe import KERNEL_ENV
 
 TRAINERS = ("trainer_fp32", "trainer_bf16")
 

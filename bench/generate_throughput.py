@@ -3,7 +3,7 @@
     python bench/generate_throughput.py [--model models/base] [--params params.yaml]
 
 Both sample the same prompts with the same settings and max_new_tokens (params.yaml's generate section,
-or its defaults): `transferlm.generate.generate_batch` with left-padded batches of generate.batch_size
+or its defaults): `transferlm.evaluate.generate.generate_batch` with left-padded batches of generate.batch_size
 and the KV cache, as the generate stage runs it; the baseline calls a text-generation pipeline once per
 (prompt, sample). New tokens are counted up to the first end-of-sequence token, model loading is not
 timed, and each side gets one warm-up call first. Writes metrics/bench_generate.json.
@@ -28,7 +28,7 @@ def sync() -> None:
 
 
 def project_rate(model_dir: Path, settings, jobs: list[tuple[str, int]]) -> dict:
-    from transferlm.generate import generate_batch, load_model
+    from transferlm.evaluate.generate import generate_batch, load_model
 
     model, tokenizer = load_model(model_dir)
     generate_batch(model, tokenizer, [jobs[0][0]], [0], settings)  # warm-up
@@ -79,7 +79,7 @@ BENCH_PROMPTS = ["HAMLET:\nTo be, or not to be, that is the question:\n",
 
 
 def main() -> None:
-    from transferlm.params import GenerateParams, load_params
+    from transferlm.core.params import GenerateParams, load_params
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=Path("models/base"))
@@ -111,7 +111,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"{'':<34}{'new tokens':>11}{'seconds':>9}{'tokens/s':>10}")
-    for name, row in (("transferlm.generate (batched)", project), ("pipeline, one prompt at a time", baseline)):
+    for name, row in (("transferlm.evaluate.generate (batched)", project),
+                      ("pipeline, one prompt at a time", baseline)):
         print(f"{name:<34}{row['new_tokens']:>11}{row['seconds']:>9.1f}{row['tokens_per_s']:>10.1f}")
     print(f"speed-up: {report['speedup_vs_pipeline']}x")
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # One check for a CUDA machine, in under 5 minutes: the training bench on the GPU (bf16 autocast, fused
 # AdamW, SDPA/flash attention, compiled layers, MFU against the GPU's measured peak) and the tiny
-# pipeline end to end (`dvc repro` on tests/tiny_params.yaml, training on the GPU). Offline: without
+# pipeline end to end (`dvc repro` on tests/helpers/tiny_params.yaml, training on the GPU). Offline: without
 # models/base it benches a randomly initialised model of SmolLM2-135M's shape (speed does not depend on
 # the weights). On a machine without CUDA it says so, skips the GPU parts and still runs the tiny
-# pipeline, so the script itself is tested on CPU (tests/test_gpu_check.py).
+# pipeline, so the script itself is tested on CPU (tests/bench/test_gpu_check.py).
 #
 #   bench/gpu_check.sh [OUT_DIR]      figures -> OUT_DIR/gpu_check.json (default metrics/gpu_check)
 set -euo pipefail
@@ -62,11 +62,11 @@ else
 fi
 
 # The tiny pipeline, end to end, in a scratch copy of this checkout (tracked and untracked-but-not-ignored
-# files, as tests/test_pipeline.py copies it).
+# files, as the tests' shared tiny project does).
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 git ls-files --cached --others --exclude-standard -z | while IFS= read -r -d '' f; do
-  # The committed default run's per-run folders stay behind (as in tests/test_pipeline.py's copy).
+  # The committed default run's per-run folders stay behind (as in the tests' shared tiny project).
   case "$f" in metrics/study/*|metrics/ladder/*|metrics/fractions/*|metrics/scratch_seeds/*|metrics/scratch_long/*|metrics/finetune/*|metrics/timings/*) continue ;; esac
   if [ -f "$f" ]; then mkdir -p "$work/$(dirname "$f")" && cp -p "$f" "$work/$f"; fi
 done
@@ -78,7 +78,7 @@ pipeline_start=$(date +%s)
   "$PY" tests/tiny.py setup
   git init -q && git add -A && git commit -qm "tiny pipeline"
   # GPU_CHECK_REPRO_TARGET (a stage name, default: every stage) lets the test suite stop at `train`: the whole
-  # tiny pipeline already runs in tests/test_pipeline.py, and the rest of it trains nothing on a GPU.
+  # tiny pipeline already runs in tests/e2e/test_pipeline.py, and the rest of it trains nothing on a GPU.
   dvc repro ${GPU_CHECK_REPRO_TARGET:-} > "$OUT/pipeline.log" 2>&1 || { tail -40 "$OUT/pipeline.log"; exit 1; }
   cp metrics/finetune/metrics.json "$OUT/pipeline_train.json"
 )

@@ -6,7 +6,7 @@ The throughput bench runs each variant in its own process, minutes apart; on a m
 (bench/README.md) its rows can differ by more than a lever is worth. Here both settings share the model,
 the batch and the minute: each pair times one training step with the lever on and one with it off (the
 order alternating from pair to pair), and the figure is the median of the pairs' ratios, with quartiles.
-A step is what transferlm.train does: bf16 autocast (or fp32), the causal-LM loss, backward, fused AdamW.
+A step is what transferlm.training.loop does: bf16 autocast (or fp32), the causal-LM loss, backward, fused AdamW.
 
 Levers that can be switched between steps: fused_layers, fused_loss, short_attention (keep_freed_memory
 changes the allocator for good, and compile has a one-off cost; their rows in train_throughput.py stand).
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
-from transferlm import models, speed
-from transferlm.device import autocast
-from transferlm.optim import build_optimizer
-from transferlm.precision import cpu_model
+from transferlm.lm import models, speed
+from transferlm.lm.cpu_probe import cpu_model
+from transferlm.lm.device import autocast
+from transferlm.training.optim import build_optimizer
 
 LEVERS = ("fused_layers", "fused_loss", "short_attention")
 

@@ -7,7 +7,7 @@ timed from the end of the last warm-up step to the end of the last timed step (d
 
   trainer_fp32  transformers.Trainer as run_clm.py sets it up on CPU: fp32, its default AdamW, use_cpu
   trainer_bf16  the same with bf16=True
-  transferlm    this project's training loop (transferlm.train) with its defaults (the real code, timed from its curves;
+  transferlm    this project's training loop (training.loop) with its defaults (the real code, timed from its curves;
                 `precision: auto` measures bf16 against fp32 on this CPU and takes the faster)
   ...           the same forced to bf16 or fp32, with one speed lever off, or with LoRA (see VARIANTS)
 
@@ -15,7 +15,7 @@ The lever variants run at --lever-precision (default auto: the path the defaults
 so each machine's table says what each lever is worth on the path it actually trains in.
 It also measures the machine's matmul peak (square bf16/fp32 matmuls from 512 up to 4096, the best of
 several) and reports MFU = tokens/s x model FLOPs per token / the matmul peak of the precision that
-variant ran in, with FLOPs per token = 6N + 12*L*d*T (transferlm.optim.flops_per_token). On CPU, the
+variant ran in, with FLOPs per token = 6N + 12*L*d*T (transferlm.training.optim.flops_per_token). On CPU, the
 transferlm variants compile their decoder layers only if the default fine-tune's budget would (the
 TrainParams defaults: at the default budget it does not; warmup_seconds shows the one-off cost
 where it does).
@@ -49,11 +49,11 @@ from pathlib import Path
 import torch
 from bench_report import build_report, print_table, write_report
 
-from transferlm.precision import cpu_model, kernel_settings
+from transferlm.lm.cpu_probe import cpu_model, kernel_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# name -> how the child runs it. "levers_off" names transferlm.speed.Levers fields switched off.
+# name -> how the child runs it. "levers_off" names transferlm.lm.speed.Levers fields switched off.
 VARIANTS: dict[str, dict] = {
     "trainer_fp32": {"kind": "trainer", "bf16": False},
     "trainer_bf16": {"kind": "trainer", "bf16": True},
@@ -193,7 +193,7 @@ def model_matmul_ceiling(base: Path, tokens: int, dtype: torch.dtype, peak_gflop
 def slow_precisions(probe: dict, step_flops: float, steps: int, deadline_s: float) -> dict[str, str]:
     """Precisions whose variants cannot end by their deadline at the rate the precision probe measured.
 
-    The probe times one linear layer's training matmuls in each precision (transferlm.precision); a
+    The probe times one linear layer's training matmuls in each precision (transferlm.lm.cpu_probe); a
     step also does attention, norms and the optimizer, so `steps` steps of `step_flops` at that rate is
     the least a variant takes. Where that alone overruns the deadline the precision is skipped: its
     variants would only sit out the deadline. A ratio alone would not do: on the AMX Xeon fp32 is 5x
@@ -238,7 +238,7 @@ def run_trainer(spec: dict, args, work: Path) -> list[float]:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments, default_data_collator
 
-    from transferlm.data import load_split
+    from transferlm.lm.blocks import load_split
 
     blocks = load_split(args.data, "train")
     dataset = Dataset.from_dict({"input_ids": blocks.tolist(), "labels": blocks.tolist()})
@@ -275,12 +275,11 @@ def run_trainer(spec: dict, args, work: Path) -> list[float]:
 
 def run_transferlm(spec: dict, args, work: Path) -> list[float]:
     """This project's training loop; step end times (seconds since its loop began) from its loss curve."""
-    from transferlm import data, speed
-    from transferlm.params import TrainParams
-    from transferlm.train import Run, train
+    from transferlm.core.params import TrainParams
+    from transferlm.lm import blocks as data
+    from transferlm.lm import speed
+    from transferlm.training.loop import Run, train
 
-    for lever in spec.get("levers_off", []):
-        setattr(speed.LEVERS, lever, False)
     settings = dict(
         method=spec.get("method", "full"),
         precision=spec.get("precision", args.lever_precision),
@@ -300,15 +299,14 @@ def run_transferlm(spec: dict, args, work: Path) -> list[float]:
     figures = model_figures(args.base, args.block_size)
     per_token = figures["flops_per_token" if cfg.method == "full" else "flops_per_token_lora"]
     default = TrainParams()
-    if default.max_steps * default.batch_size * args.block_size * per_token >= speed.COMPILE_MIN_FLOPS:
-        speed.COMPILE_MIN_FLOPS = 0.0
+    default_compiles = default.max_steps * default.batch_size * args.block_size * per_token >= speed.COMPILE_MIN_FLOPS
+    run_speed = speed.SpeedSettings(levers=speed.Levers(**dict.fromkeys(spec.get("levers_off", []), False)),
+                                    compile_min_flops=0.0 if default_compiles else None)
     heldout = data.heldout_blocks(args.data, args.batch_size, 0)
-    _, result = train(Run(spec["name"], cfg), data_dir=args.data, base_dir=args.base, heldout=heldout)
-    from transferlm.device import last_precision_decision
-
-    decision = last_precision_decision()
+    _, result = train(Run(spec["name"], cfg), data_dir=args.data, base_dir=args.base, heldout=heldout,
+                      speed=run_speed)
     spec["precision_used"] = result.metrics["precision"]
-    spec["precision_reason"] = decision.get("reason", "")
+    spec["precision_reason"] = result.metrics["precision_choice"].get("reason", "")
     return [row["seconds"] for row in result.train_curve]
 
 
@@ -344,7 +342,7 @@ def child(name: str, args) -> dict:
 def model_figures(base: Path, block_size: int) -> dict:
     from transformers import AutoConfig
 
-    from transferlm.optim import flops_per_token
+    from transferlm.training.optim import flops_per_token
 
     config = AutoConfig.from_pretrained(base, trust_remote_code=False)
     with torch.device("meta"):
@@ -482,7 +480,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         if (args.data / "dataset_dict.json").is_file():
-            from transferlm.data import load_split
+            from transferlm.lm.blocks import load_split
 
             args.block_size = load_split(args.data, "validation").shape[1]
             data_source = str(args.data)
@@ -498,8 +496,8 @@ def main() -> None:
         figures = {**model_figures(args.base, args.block_size), "flops_formula": FORMULA}
         auto_choice, skipped = "bf16", {}
         if device().type == "cpu":
-            from transferlm.device import precision_decision
-            from transferlm.precision import cpu_choice
+            from transferlm.lm.cpu_probe import cpu_choice
+            from transferlm.lm.device import precision_decision
 
             # Probed even where the CPU has no bf16 flag (and `auto` takes fp32 without asking): a bf16
             # variant forced on such a CPU is what can take minutes a step.

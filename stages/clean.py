@@ -1,25 +1,26 @@
-"""clean stage: data/raw -> data/clean/documents.jsonl + metrics/clean.json (rules in transferlm.clean)."""
+"""clean stage: data/raw -> data/clean/documents.jsonl + metrics/clean.json (rules in transferlm.data.clean)."""
 
 from pathlib import Path
 
 import typer
 
-from transferlm.clean import clean_corpus, read_raw_documents, write_documents
-from transferlm.cli import run_stage
-from transferlm.errors import InputError
-from transferlm.outputs import dump_json, staged_outputs
-from transferlm.params import load_params
+from transferlm.core import paths
+from transferlm.core.cli import PARAMS_FILE, run_stage
+from transferlm.core.errors import InputError
+from transferlm.core.outputs import dump_json, staged_outputs
+from transferlm.core.params import load_params
+from transferlm.data.clean import clean_corpus, read_raw_documents, write_documents
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
 @app.command(help=__doc__)
 def main(
-    params_file: Path = typer.Option(Path("params.yaml"), "--params", help="The params file."),
-    raw_dir: Path = typer.Option(Path("data/raw"), help="The fetched corpus (with manifest.json)."),
-    documents_file: Path = typer.Option(Path("data/clean/documents.jsonl"),
+    params_file: Path = PARAMS_FILE,
+    raw_dir: Path = typer.Option(paths.RAW, help="The fetched corpus (with manifest.json)."),
+    documents_file: Path = typer.Option(paths.CLEAN_DOCUMENTS,
                                         help="Where the cleaned documents go (JSON lines)."),
-    metrics_file: Path = typer.Option(Path("metrics/clean.json"), help="What each cleaning rule changed."),
+    metrics_file: Path = typer.Option(paths.CLEAN_METRICS, help="What each cleaning rule changed."),
 ) -> None:
     params = load_params(params_file).clean
     docs = read_raw_documents(raw_dir)

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import typer
 
-from transferlm import data, paths, runs
-from transferlm.clean import read_documents
-from transferlm.cli import run_stage
-from transferlm.device import pick_device, resolve_precision
-from transferlm.evaluate import (
+from transferlm.core import artifacts, paths
+from transferlm.core.cli import PARAMS_FILE, run_stage
+from transferlm.core.outputs import staged_outputs, write_json
+from transferlm.core.params import load_params
+from transferlm.data.clean import read_documents
+from transferlm.data.layout import DOCUMENTS, corpus_layout
+from transferlm.evaluate.measures import (
     load_tokenized,
     perplexity_entry,
     pick_criteria,
@@ -24,12 +26,7 @@ from transferlm.evaluate import (
     samples_by_model,
     train_ngram_hashes,
 )
-from transferlm.heldout import bits_per_byte, heldout_bytes_per_token, heldout_loss
-from transferlm.layout import DOCUMENTS, corpus_layout
-from transferlm.models import check_model_dir, load_for_inference, load_tokenizer
-from transferlm.outputs import staged_outputs, write_json
-from transferlm.params import load_params
-from transferlm.review import (
+from transferlm.evaluate.review import (
     KEY_COLUMNS,
     build_pairs,
     build_review,
@@ -38,26 +35,30 @@ from transferlm.review import (
     to_csv,
     write_review,
 )
-from transferlm.review_stats import REFERENCE
+from transferlm.evaluate.review_stats import REFERENCE
+from transferlm.lm import blocks as data
+from transferlm.lm.device import pick_device, resolve_precision
+from transferlm.lm.heldout import bits_per_byte, heldout_bytes_per_token, heldout_loss
+from transferlm.lm.models import check_model_dir, load_for_inference, load_tokenizer
 
-EVAL_JSON = paths.METRICS / "eval.json"
-REVIEW_DIR = Path("reports/review")
+EVAL_JSON = paths.EVAL_METRICS
+REVIEW_DIR = paths.REVIEW_PAGE
 REVIEW_JSON = paths.METRICS / "review.json"
 
-log = logging.getLogger("transferlm.evaluate")
+log = logging.getLogger("transferlm.evaluate.measures")
 app = typer.Typer(add_completion=False)
 
 
 @app.command()
-def run(params_file: Path = typer.Option(Path("params.yaml"), "--params")) -> None:
+def run(params_file: Path = PARAMS_FILE) -> None:
     """Perplexity and sample measures into metrics/eval.json; the blind review sheet and its key."""
     all_params = load_params(params_file)
     params = all_params.evaluate
-    compared = runs.compared_models(all_params)
+    compared = artifacts.compared_models(all_params.scratch.sizes)
     for path in compared.values():  # fail before any slow work
         check_model_dir(path)
     samples = read_samples(paths.SAMPLES_JSONL)
-    # The page shows the review's own samples, never the labelled ones in reports/ (transferlm.generate).
+    # The page shows the review's own samples, never the labelled ones in reports/ (transferlm.evaluate.generate).
     review_samples = read_samples(paths.REVIEW_SAMPLES, (*paths.MODELS, REFERENCE))
     tokenized = load_tokenized(paths.TOKENIZED)
     # The layout the corpus was cleaned into: what the format rate checks and `auto` criteria are picked by.

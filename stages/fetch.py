@@ -5,19 +5,19 @@ from pathlib import Path
 
 import typer
 
-from transferlm import paths
-from transferlm.basemodel import base_source_kind, load_base_model, model_summary, save_base_model
-from transferlm.cli import run_stage
-from transferlm.corpus import corpus_summary, gather_corpus, write_corpus
-from transferlm.outputs import dump_json, staged_outputs
-from transferlm.params import load_params
-from transferlm.tokenize import check_enough_text
+from transferlm.core import paths
+from transferlm.core.cli import PARAMS_FILE, run_stage
+from transferlm.core.outputs import dump_json, staged_outputs
+from transferlm.core.params import load_params
+from transferlm.data.basemodel import base_source_kind, load_base_model, model_summary, save_base_model
+from transferlm.data.corpus import corpus_summary, gather_corpus, write_corpus
+from transferlm.data.tokenize import check_enough_text
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
 @app.command(help=__doc__)
-def main(params_file: Path = typer.Option(Path("params.yaml"), "--params", help="The params file.")) -> None:
+def main(params_file: Path = PARAMS_FILE) -> None:
     params = load_params(params_file)
     base_source_kind(params.model.base)  # a model.base naming a missing path fails now, not after the corpus
     # The corpus first: a bad path or URL fails in seconds, before the model download and conversion.

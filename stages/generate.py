@@ -10,9 +10,12 @@ from pathlib import Path
 
 import typer
 
-from transferlm import paths, runs
-from transferlm.cli import run_stage
-from transferlm.generate import (
+from transferlm.core import artifacts, paths
+from transferlm.core.cli import PARAMS_FILE, run_stage
+from transferlm.core.outputs import staged_outputs
+from transferlm.core.params import load_params
+from transferlm.data.layout import DOCUMENTS
+from transferlm.evaluate.generate import (
     blind_samples,
     generate_batch,
     reference_rows,
@@ -21,18 +24,15 @@ from transferlm.generate import (
     samples_jsonl,
     samples_markdown,
 )
-from transferlm.layout import DOCUMENTS
-from transferlm.models import check_model_dir, load_for_inference, load_tokenizer
-from transferlm.outputs import staged_outputs
-from transferlm.params import load_params
-from transferlm.prompts import SPLIT_METRICS, resolve_prompts
+from transferlm.evaluate.prompts import SPLIT_METRICS, resolve_prompts
+from transferlm.lm.models import check_model_dir, load_for_inference, load_tokenizer
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
 @app.command(help=__doc__)
 def main(
-    params_file: Path = typer.Option(Path("params.yaml"), "--params", help="The params file."),
+    params_file: Path = PARAMS_FILE,
     prompt: str = typer.Option(None, help="Print one completion of this prompt; writes no pipeline output."),
     model: Path = typer.Option(paths.FINETUNED_MODEL, help="Model directory for --prompt."),
     max_new_tokens: int = typer.Option(None, min=1, help="For --prompt; default generate.max_new_tokens."),
@@ -51,7 +51,7 @@ def main(
         print(prompt + completion.text)
         return
 
-    compared = runs.compared_models(params)
+    compared = artifacts.compared_models(params.scratch.sizes)
     for path in compared.values():  # fail before loading anything
         check_model_dir(path)
     # The compared models share the base model's tokenizer: it measures generate.prompt_tokens.

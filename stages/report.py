@@ -5,11 +5,11 @@ from pathlib import Path
 
 import typer
 
-from transferlm.cli import run_stage
-from transferlm.outputs import staged_outputs
-from transferlm.paths import REPORT as REPORT_PATH
-from transferlm.paths import REPORT_PLOTS as PLOTS_DIR
-from transferlm.report import build_report
+from transferlm.core.cli import run_stage
+from transferlm.core.outputs import staged_outputs
+from transferlm.core.paths import REPORT as REPORT_PATH
+from transferlm.core.paths import REPORT_PLOTS as PLOTS_DIR
+from transferlm.report.report import build_report
 
 app = typer.Typer(add_completion=False, help=__doc__)
 

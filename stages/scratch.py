@@ -10,16 +10,18 @@ from pathlib import Path
 
 import typer
 
-from transferlm import cards, paths, runs
-from transferlm.cli import run_stage
-from transferlm.params import load_params
+from transferlm.core import artifacts, paths
+from transferlm.core.cli import PARAMS_FILE, run_stage
+from transferlm.core.params import load_params
+from transferlm.lm import cards
+from transferlm.training import runs
 
 app = typer.Typer(add_completion=False, help=__doc__)
-PARAMS = typer.Option(Path("params.yaml"), "--params", help="The params file.")
 
 
 @app.command()
-def ladder(size: str = typer.Option(..., help="A size named in scratch.shapes."), params_file: Path = PARAMS) -> None:
+def ladder(size: str = typer.Option(..., help="A size named in scratch.shapes."),
+           params_file: Path = PARAMS_FILE) -> None:
     """Train one ladder size on scratch.budget x the fine-tune's FLOPs; keep its weights for generate/evaluate."""
     params = load_params(params_file)
     run = runs.scratch(params, size, budget=params.scratch.budget, sample_tokens=runs.SAMPLE_TOKENS)
@@ -36,20 +38,20 @@ def ladder(size: str = typer.Option(..., help="A size named in scratch.shapes.")
 
 
 @app.command()
-def long(params_file: Path = PARAMS) -> None:
+def long(params_file: Path = PARAMS_FILE) -> None:
     """Train the ladder's best size on scratch.long_budget x the fine-tune's FLOPs (curve and metrics only)."""
     params = load_params(params_file)
-    size = runs.best_scratch_size(params)
+    size = artifacts.best_scratch_size(params.scratch.sizes)
     run = runs.scratch(params, size, budget=params.scratch.long_budget, name=f"scratch-{size}-long")
     runs.execute(run, params, paths.SCRATCH_LONG)
 
 
 @app.command()
 def seed(seed: int = typer.Option(..., help="The seed (of weights and batch order)."),
-         params_file: Path = PARAMS) -> None:
+         params_file: Path = PARAMS_FILE) -> None:
     """Train the ladder's best size again with another seed, for the spread over seeds."""
     params = load_params(params_file)
-    size = runs.best_scratch_size(params)
+    size = artifacts.best_scratch_size(params.scratch.sizes)
     run = runs.scratch(params, size, budget=params.scratch.budget, seed=seed, name=f"scratch-{size}-seed{seed}")
     runs.execute(run, params, paths.SCRATCH_SEEDS / str(seed))
 

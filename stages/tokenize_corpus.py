@@ -8,29 +8,30 @@ from pathlib import Path
 
 import typer
 
-from transferlm.clean import read_documents
-from transferlm.cli import run_stage
-from transferlm.outputs import dump_json, staged_outputs
-from transferlm.params import load_params
-from transferlm.tokenize import build_splits, check_block_size
+from transferlm.core import paths
+from transferlm.core.cli import PARAMS_FILE, run_stage
+from transferlm.core.outputs import dump_json, staged_outputs
+from transferlm.core.params import load_params
+from transferlm.data.clean import read_documents
+from transferlm.data.tokenize import build_splits, check_block_size
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
 @app.command(help=__doc__)
 def main(
-    params_file: Path = typer.Option(Path("params.yaml"), "--params", help="The params file."),
-    documents: Path = typer.Option(Path("data/clean/documents.jsonl"), help="The cleaned documents."),
-    model_dir: Path = typer.Option(Path("models/base"), help="The base model (its tokenizer and context length)."),
-    out_dir: Path = typer.Option(Path("data/tokenized"),
+    params_file: Path = PARAMS_FILE,
+    documents: Path = typer.Option(paths.CLEAN_DOCUMENTS, help="The cleaned documents."),
+    model_dir: Path = typer.Option(paths.BASE_MODEL, help="The base model (its tokenizer and context length)."),
+    out_dir: Path = typer.Option(paths.TOKENIZED,
                                  help="The packed train/validation blocks (a datasets DatasetDict)."),
-    metrics_file: Path = typer.Option(Path("metrics/tokenize.json"), help="Split sizes and method."),
+    metrics_file: Path = typer.Option(paths.TOKENIZE_METRICS, help="Split sizes and method."),
 ) -> None:
     params = load_params(params_file).tokenize
     check_block_size(params.block_size, model_dir)
     docs = read_documents(documents)
 
-    from transferlm.models import load_tokenizer
+    from transferlm.lm.models import load_tokenizer
 
     tokenizer = load_tokenizer(model_dir)
     splits, stats = build_splits(docs, tokenizer, params)

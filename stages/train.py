@@ -8,18 +8,20 @@ from pathlib import Path
 
 import typer
 
-from transferlm import cards, paths, runs
-from transferlm.cli import run_stage
-from transferlm.params import load_params
+from transferlm.core import artifacts, paths
+from transferlm.core.cli import PARAMS_FILE, run_stage
+from transferlm.core.params import load_params
+from transferlm.lm import cards
+from transferlm.training import runs
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
 @app.command(help=__doc__)
-def main(params_file: Path = typer.Option(Path("params.yaml"), "--params", help="The params file.")) -> None:
+def main(params_file: Path = PARAMS_FILE) -> None:
     params = load_params(params_file)
     train = runs.resolve_train(params.train)
-    run = runs.finetune(train, compare_steps=params.scratch.compare_steps, initial_loss=runs.zero_shot_loss())
+    run = runs.finetune(train, compare_steps=params.scratch.compare_steps, initial_loss=artifacts.zero_shot_loss())
     corpus = [s.source for s in params.fetch.corpus]
 
     def card(metrics: dict):

@@ -1,12 +1,15 @@
-"""Shared fixtures over tests/tiny.py: a tiny model directory and a tiny tokenized corpus."""
+"""Shared fixtures: a tiny model directory and a tiny tokenized corpus (tests/helpers/tiny.py), and the one
+tiny `dvc repro` of every stage that the end-to-end tests read or clone (tests/helpers/project.py)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from tiny import TINY_TEXT, build_tiny_model, build_tiny_tokenizer, save_tiny_model, tiny_documents  # noqa: F401
+from helpers.project import SharedTinyRun, shared_tiny_run
+from helpers.tiny import save_tiny_model, tiny_documents
 
 
 @pytest.fixture(scope="session")
@@ -20,9 +23,9 @@ def tiny_tokenized_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """data/tokenized-style DatasetDict for the tiny model: block_size 32, documents split by name."""
     from transformers import AutoTokenizer
 
-    from transferlm.corpus import Document
-    from transferlm.params import TokenizeParams
-    from transferlm.tokenize import build_splits
+    from transferlm.core.params import TokenizeParams
+    from transferlm.data.corpus import Document
+    from transferlm.data.tokenize import build_splits
 
     out = tmp_path_factory.mktemp("tiny-tokenized") / "tokenized"
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -30,6 +33,20 @@ def tiny_tokenized_dir(tmp_path_factory, tiny_model_dir) -> Path:
     splits, _ = build_splits(docs, tokenizer, TokenizeParams(block_size=32, val_fraction=0.34, seed=0))
     splits.save_to_disk(str(out))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory) -> SharedTinyRun:
+    """The tiny pipeline after one real `dvc repro` of every stage, once per test session: READ-ONLY.
+
+    Tests read its files (`tiny_repo.path`); a test that runs dvc, changes params or reruns stages works in
+    `tiny_repo.clone(tmp_path / "repo")` (work tree, git history, DVC cache and run-cache: it starts warm).
+    Under pytest-xdist each worker has its own session: the workers share one build in the folder above
+    their temp folders, under a file lock (pytest-xdist's documented pattern), so it runs once in all."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # one process: nothing to share with
+        return shared_tiny_run(tmp_path_factory.mktemp("tiny-repo"))
+    shared = tmp_path_factory.getbasetemp().parent
+    return shared_tiny_run(shared / "tiny-repo", lock_root=shared)
 
 
 def pytest_collection_modifyitems(items):

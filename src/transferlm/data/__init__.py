@@ -1,0 +1,1 @@
+"""Corpus and base model in, tokenized blocks out: fetch, cleaning rules and script layouts, tokenize."""

@@ -1,0 +1,1 @@
+"""Samples and their measures: prompts, generation, text measures, the blind review page and its statistics."""

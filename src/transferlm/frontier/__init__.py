@@ -1,0 +1,1 @@
+"""What pretraining saves: compute and data against the from-scratch frontier, scaling fits."""

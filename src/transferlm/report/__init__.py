@@ -1,0 +1,1 @@
+"""reports/report.md: the findings' sections, tables and charts."""
