@@ -43,7 +43,7 @@ from transferlm.lm.models import check_model_dir, load_for_inference, load_token
 
 EVAL_JSON = paths.EVAL_METRICS
 REVIEW_DIR = paths.REVIEW_PAGE
-REVIEW_JSON = paths.METRICS / "review.json"
+REVIEW_JSON = paths.REVIEW_METRICS
 
 log = logging.getLogger("transferlm.evaluate.measures")
 app = typer.Typer(add_completion=False)

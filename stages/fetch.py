@@ -25,7 +25,7 @@ def main(params_file: Path = PARAMS_FILE) -> None:
     model, tokenizer = load_base_model(params.model.base, params.fetch.timeout_s)
     # A corpus too small for one block of each split fails here, not three stages later at tokenize.
     check_enough_text(documents, tokenizer, params.tokenize)
-    with staged_outputs(paths.RAW, paths.BASE_MODEL, paths.METRICS / "fetch.json") as (raw_tmp, model_tmp, metrics_tmp):
+    with staged_outputs(paths.RAW, paths.BASE_MODEL, paths.FETCH_METRICS) as (raw_tmp, model_tmp, metrics_tmp):
         manifest = write_corpus(documents, raw_tmp)
         save_base_model(model, tokenizer, model_tmp, source=params.model.base)
         dump_json(metrics_tmp, {"corpus": corpus_summary(manifest), "model": model_summary(model, params.model.base)})

@@ -20,9 +20,6 @@ from transferlm.study.batch import batch_size_summary
 from transferlm.training import runs
 
 app = typer.Typer(add_completion=False, help=__doc__)
-ROUND0, HALVING, SEEDS = paths.STUDY_ROUND0, paths.STUDY_HALVING, paths.STUDY_SEEDS
-LR_FIND, BATCH = paths.STUDY_LR_FIND, paths.STUDY_BATCH
-BATCH_SUMMARY = "summary.json"  # in BATCH: equal tokens, equal time
 
 
 @app.command()
@@ -33,7 +30,7 @@ def grid(params_file: Path = PARAMS_FILE) -> None:
     params = load_params(params_file)
     steps = study.rung_steps(params.study.max_steps, params.study.rungs, params.study.eta)[0]
     start = artifacts.zero_shot_loss()
-    with staged_outputs(ROUND0) as (tmp,):
+    with staged_outputs(paths.STUDY_ROUND0) as (tmp,):
         tmp.mkdir()
         for optimizer in params.study.optimizers:
             for lr in params.study.lrs:
@@ -48,7 +45,7 @@ def halving(params_file: Path = PARAMS_FILE) -> None:
     start = artifacts.zero_shot_loss()
     steps = study.rung_steps(params.study.max_steps, params.study.rungs, params.study.eta)
     survivors = _round0(params)
-    with staged_outputs(HALVING) as (tmp,):
+    with staged_outputs(paths.STUDY_HALVING) as (tmp,):
         tmp.mkdir()
         for k in range(1, params.study.rungs):
             survivors = study.promote(survivors, params.study.eta, start)
@@ -64,14 +61,14 @@ def halving(params_file: Path = PARAMS_FILE) -> None:
 
 def _round0(params) -> list[dict]:
     """Round 0 of the grid in params (not the folders of points that have left it)."""
-    return study.read_runs(ROUND0, paths.grid_names(params.study.optimizers, params.study.lrs))
+    return study.read_runs(paths.STUDY_ROUND0, paths.grid_names(params.study.optimizers, params.study.lrs))
 
 
 @app.command()
 def seed(seed: int = typer.Option(..., help="The seed (of batch order)."), params_file: Path = PARAMS_FILE) -> None:
     """The last round's runs again with another seed: their spread tells a real difference from noise."""
     params = load_params(params_file)
-    with staged_outputs(SEEDS / str(seed)) as (tmp,):
+    with staged_outputs(paths.STUDY_SEEDS / str(seed)) as (tmp,):
         tmp.mkdir()
         for m in artifacts.read_json(paths.STUDY_FINALISTS, "study_halving"):
             run = runs.grid_point(params, m["optimizer"], m["lr"], m["steps"], seed=seed,
@@ -86,7 +83,7 @@ def lr_find(optimizer: str = typer.Option(..., help="One of study.optimizers."),
     params = load_params(params_file)
     run = runs.lr_find(params, optimizer, initial_loss=artifacts.zero_shot_loss())
     run.train.validate()
-    runs.execute(run, params, LR_FIND / optimizer, checkpoints=False)
+    runs.execute(run, params, paths.STUDY_LR_FIND / optimizer, checkpoints=False)
 
 
 @app.command()
@@ -95,14 +92,14 @@ def batch(params_file: Path = PARAMS_FILE) -> None:
     params = load_params(params_file)
     train = runs.resolve_train(params.train)
     start = artifacts.zero_shot_loss()
-    with staged_outputs(BATCH) as (tmp,):
+    with staged_outputs(paths.STUDY_BATCH) as (tmp,):
         tmp.mkdir()
         results = []
         for size in params.study.batch_sizes:
             run = runs.batch_size_run(params, train, size, initial_loss=start)
             metrics = runs.execute(run, params, tmp / str(size), checkpoints=False)
             results.append({**metrics, "batch_size": size, "val_curve": curves.read_curve(tmp / str(size), "val")})
-        dump_json(tmp / BATCH_SUMMARY, batch_size_summary(
+        dump_json(tmp / paths.STUDY_BATCH_SUMMARY.name, batch_size_summary(
             results, rule=runs.lr_scaling_rule(train.optimizer), base_batch=train.batch_size, base_lr=train.lr))
 
 

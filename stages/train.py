@@ -20,14 +20,13 @@ app = typer.Typer(add_completion=False, help=__doc__)
 @app.command(help=__doc__)
 def main(params_file: Path = PARAMS_FILE) -> None:
     params = load_params(params_file)
-    train = runs.resolve_train(params.train)
-    run = runs.finetune(train, compare_steps=params.scratch.compare_steps, initial_loss=artifacts.zero_shot_loss())
+    run = runs.finetune(params, initial_loss=artifacts.zero_shot_loss())
     corpus = [s.source for s in params.fetch.corpus]
 
     def card(metrics: dict):
         return cards.finetuned_card(
             title=f"{params.model.base} fine-tuned by transferlm", base=params.model.base, corpus=corpus,
-            train_params=vars(train), metrics=metrics, perplexity=cards.perplexity_of(metrics), init="pretrained",
+            train_params=vars(run.train), metrics=metrics, perplexity=cards.perplexity_of(metrics), init="pretrained",
         )
 
     runs.execute(run, params, paths.FINETUNE_RUN, model_out=paths.FINETUNED_MODEL, card=card)

@@ -19,7 +19,42 @@ def read_json(path: Path, stage: str) -> Any:
     """The JSON at `path`, or a one-line error that names the stage that writes it."""
     if not path.is_file():
         raise InputError(f"{path}: not found (run the {stage} stage first)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return _parse(path)
+
+
+def read_optional(path: Path, required: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """The JSON object at `path`, holding every key in `required`; None where no stage has written it yet
+    (the report shows such a section as not available rather than failing)."""
+    if not path.is_file():
+        return None
+    data = _parse(path)
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object")
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise InputError(f"{path}: missing key {missing[0]!r}")
+    return data
+
+
+def read_jsonl_optional(path: Path) -> list[Any] | None:
+    """The rows of a JSON-lines file (blank lines skipped), or None where it is not there."""
+    if not path.is_file():
+        return None
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise InputError(f"{path}:{number}: not valid JSON") from None
+    return rows
+
+
+def _parse(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON ({exc.__class__.__name__})") from None
 
 
 def zero_shot(path: Path = paths.ZEROSHOT) -> dict:
@@ -59,10 +94,7 @@ def best_scratch_size(sizes: list[str], ladder_dir: Path = paths.LADDER) -> str:
     """The ladder size with the lowest final held-out loss at the fine-tune's budget."""
     losses = {}
     for size in sizes:
-        metrics_file = ladder_dir / size / "metrics.json"
-        if not metrics_file.is_file():
-            raise InputError(f"{metrics_file}: missing (run `dvc repro scratch` first)")
-        loss = json.loads(metrics_file.read_text(encoding="utf-8"))["final_val_loss"]
+        loss = read_json(ladder_dir / size / "metrics.json", f"scratch@{size}")["final_val_loss"]
         losses[size] = loss if loss is not None and math.isfinite(loss) else math.inf
     return min(losses, key=losses.get)
 

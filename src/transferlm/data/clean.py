@@ -32,6 +32,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from transferlm.core import artifacts
 from transferlm.core.errors import InputError
 from transferlm.core.params import CleanParams
 from transferlm.data.corpus import Document
@@ -212,12 +213,7 @@ MANIFEST_FIELDS = ("name", "source", "file")
 def read_raw_documents(raw_dir: Path) -> list[Document]:
     """Read data/raw/manifest.json and the documents it lists (the fetch stage's contract)."""
     manifest = raw_dir / "manifest.json"
-    if not manifest.is_file():
-        raise InputError(f"{manifest}: not found (run the fetch stage first)")
-    try:
-        entries = json.loads(manifest.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{manifest}: not valid JSON ({exc.__class__.__name__})") from None
+    entries = artifacts.read_json(manifest, "fetch")
     if not isinstance(entries, list) or not entries:
         raise InputError(f"{manifest}: expected a non-empty list of documents")
     docs = []

@@ -7,7 +7,9 @@ boundaries and together about `val_fraction` of the text, are held out; the trai
 between them, so the two never share a character. metrics/tokenize.json says which (`split_method`).
 
 Within a split, pieces are joined with the tokenizer's EOS token and cut into blocks of exactly
-`block_size` tokens; the incomplete tail is dropped, so no padding is ever needed.
+`block_size` tokens; the incomplete tail is dropped, so no padding is ever needed. The split's token ids
+are streamed, a few documents at a time, into one int32 array (4 bytes a token); the blocks are views of
+it, copied once into the Arrow column. No Python list holds a whole split's tokens.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import json
 import logging
 import random
 import re
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from transferlm.core.errors import InputError, ParamError
@@ -106,23 +110,62 @@ def split_by_document(n_docs: int, val_fraction: float, seed: int) -> tuple[list
     return sorted(order[n_val:]), sorted(order[:n_val])
 
 
-def pack_blocks(token_lists: Sequence[Sequence[int]], eos_id: int, block_size: int) -> list[list[int]]:
-    """Concatenate documents, each followed by EOS, and cut the stream into full blocks."""
-    stream: list[int] = []
+def token_stream(token_lists: Iterable[Sequence[int]], eos_id: int) -> np.ndarray:
+    """Documents' token ids, each followed by EOS, as one flat int32 array.
+
+    The ids go into an `array("i")` as they come (4 bytes a token, grown in place), so only the
+    documents being tokenized are ever Python ints. A token id beyond int32 raises OverflowError.
+    """
+    stream = array("i")
+    if stream.itemsize != 4:  # C int is 32 bits on every platform Python supports; say so if not
+        raise RuntimeError(f"array('i') has {stream.itemsize}-byte items, not 4")
     for ids in token_lists:
         stream.extend(ids)
         stream.append(eos_id)
+    return np.frombuffer(stream, dtype=np.int32) if stream else np.zeros(0, dtype=np.int32)
+
+
+def cut_blocks(stream: np.ndarray, block_size: int) -> np.ndarray:
+    """The stream's full blocks, as a (blocks, block_size) view of it; the incomplete tail is dropped."""
     n_blocks = len(stream) // block_size
-    return [stream[i * block_size : (i + 1) * block_size] for i in range(n_blocks)]
+    return stream[: n_blocks * block_size].reshape(n_blocks, block_size)
 
 
-def tokenize_documents(texts: Sequence[str], tokenizer, batch_docs: int = 4) -> list[list[int]]:
-    """Batched fast tokenization, without special tokens (EOS is added between documents by packing)."""
-    token_lists: list[list[int]] = []
+def pack_blocks(token_lists: Iterable[Sequence[int]], eos_id: int, block_size: int) -> np.ndarray:
+    """Concatenate documents, each followed by EOS, and cut the stream into full blocks (int32 rows)."""
+    return cut_blocks(token_stream(token_lists, eos_id), block_size)
+
+
+def blocks_dataset(blocks: np.ndarray):
+    """A Dataset with one row per block, column `input_ids` of type list<int32>.
+
+    It is the dataset `Dataset.from_dict({"input_ids": <blocks as lists of ints>})` builds, down to its
+    fingerprint (a hash of the pickled Arrow table). from_dict makes int64 values and casts them to
+    int32 (datasets' choice for `input_ids`); a cast leaves the values' null count uncounted, which the
+    pickle records. So the int32 values here are also a cast's output: from the same bits read as
+    uint32 (token ids are never negative, and a safe cast would refuse one). That cast is the one copy,
+    4 bytes a token; the caller can then free `blocks`.
+    """
+    import pyarrow as pa
+    from datasets import Dataset
+    from datasets.table import InMemoryTable
+
+    n_blocks, block_size = blocks.shape
+    flat = np.ascontiguousarray(blocks, dtype=np.int32).reshape(-1)
+    values = pa.array(flat.view(np.uint32)).cast(pa.int32())
+    offsets = pa.array(np.arange(0, (n_blocks + 1) * block_size, block_size, dtype=np.int32))
+    column = pa.ListArray.from_arrays(offsets, values)
+    return Dataset(InMemoryTable(pa.table({"input_ids": column})))
+
+
+def tokenize_documents(texts: Sequence[str], tokenizer, batch_docs: int = 4) -> Iterator[list[int]]:
+    """Each text's token ids, in order, without special tokens (EOS is added between documents by packing).
+
+    Batched fast tokenization; a generator, so only one batch's ids exist as Python ints at a time.
+    """
     for start in tqdm(range(0, len(texts), batch_docs), desc="tokenize", unit="batch"):
         batch = list(texts[start : start + batch_docs])
-        token_lists.extend(tokenizer(batch, add_special_tokens=False)["input_ids"])
-    return token_lists
+        yield from tokenizer(batch, add_special_tokens=False, return_attention_mask=False)["input_ids"]
 
 
 def model_context_length(model_dir: Path) -> int | None:
@@ -135,7 +178,7 @@ def model_context_length(model_dir: Path) -> int | None:
 
 def build_splits(docs: list[Document], tokenizer, params: TokenizeParams):
     """Return (DatasetDict with train/validation blocks, stats for metrics/tokenize.json)."""
-    from datasets import Dataset, DatasetDict
+    from datasets import DatasetDict
 
     if tokenizer.eos_token_id is None:
         raise InputError("the base model's tokenizer has no EOS token to separate documents")
@@ -152,21 +195,22 @@ def build_splits(docs: list[Document], tokenizer, params: TokenizeParams):
 
     splits, stats = {}, {"block_size": params.block_size, "split_method": method}
     for split, texts in (("train", train_texts), ("validation", val_texts)):
-        token_lists = tokenize_documents(texts, tokenizer)
-        blocks = pack_blocks(token_lists, tokenizer.eos_token_id, params.block_size)
-        if not blocks:
+        stream = token_stream(tokenize_documents(texts, tokenizer), tokenizer.eos_token_id)
+        blocks = cut_blocks(stream, params.block_size)
+        if not len(blocks):
             raise ParamError(
                 f"tokenize.block_size: {params.block_size} tokens is more than the whole {split} split "
-                f"({sum(len(ids) + 1 for ids in token_lists)} tokens); use a smaller block or a larger corpus"
+                f"({len(stream)} tokens); use a smaller block or a larger corpus"
             )
-        splits[split] = Dataset.from_dict({"input_ids": blocks})
+        splits[split] = blocks_dataset(blocks)
         stats[split] = {
             "documents": counts[split],
             "pieces": len(texts),
             "chars": sum(len(t) for t in texts),
-            "tokens": sum(len(ids) for ids in token_lists),
+            "tokens": len(stream) - len(texts),  # one EOS follows each piece
             "blocks": len(blocks),
         }
+        del stream, blocks  # the dataset holds its own copy; free this split's array before the next
     stats["validation_documents"] = val_names
     log.info(
         "split %s; train: %d documents, %d tokens, %d blocks; validation: %d documents (%s), %d blocks",

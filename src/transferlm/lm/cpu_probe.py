@@ -2,7 +2,7 @@
 
 The CPU flag `avx512_bf16` says bf16 matmuls are supported, not that they are fast: on one 2-core AMD
 EPYC bf16 ran at 4x the fp32 rate, on an Intel Xeon of the same machine kind at half of it (figures
-in bench/README.md). So `auto` times both, on matmuls shaped like one linear layer of the model's
+in docs/performance.md). So `auto` times both, on matmuls shaped like one linear layer of the model's
 training step (forward, input gradient, weight gradient, plus the weight cast autocast adds), and keeps
 the faster. The answer is cached in the user cache dir, keyed by what it depends on (CPU model and
 bf16 flags, kernel-steering environment variables, cores, torch threads, torch version, shapes), so

@@ -14,7 +14,7 @@ import math
 import torch
 
 from transferlm.lm.device import autocast
-from transferlm.lm.speed import CausalLMLoss, SpeedSettings, eager_mode, lever_on
+from transferlm.lm.speed import CausalLMLoss, SpeedSettings, eager_mode, lever_applies
 
 
 @torch.no_grad()
@@ -25,8 +25,7 @@ def heldout_loss(model, blocks: torch.Tensor, batch_size: int, precision: str = 
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    fused = lever_on("fused_loss", precision) and (speed is None or speed.allows("fused_loss"))
-    loss_of = CausalLMLoss(model, fused=fused)
+    loss_of = CausalLMLoss(model, fused=lever_applies("fused_loss", precision, speed))
     total, count = 0.0, 0
     for start in range(0, len(blocks), batch_size):
         batch = blocks[start : start + batch_size].to(device)

@@ -2,7 +2,7 @@
 
 (Over 300 lines: the six levers, each with the measurement that put it here, kept side by side.)
 
-The levers, on by default where measured faster (figures per CPU and precision in bench/README.md):
+The levers, on by default where measured faster (figures per CPU and precision in docs/performance.md):
 
 - fused_loss: the causal-LM loss without the full logits. SmolLM2's head turns every hidden state into
   49,152 logits: 50M per batch of 8 x 128. The stock path keeps them in bf16, copies them to fp32,
@@ -16,6 +16,7 @@ The levers, on by default where measured faster (figures per CPU and precision i
   the softmax in backward. torch's CPU flash-attention kernel (what "sdpa" picks) took a fifth of the
   step at 128 tokens, mostly in backward. transformers' "eager" attention is as fast but keeps every
   layer's [batch, heads, T, T] probabilities for backward (+0.4 GB here); this keeps none of them.
+  bf16 only: in fp32 sdpa is as fast and keeps no more (NO_GAIN_ON).
 - keep_freed_memory: glibc serves large blocks (128 kB, rising to 32 MB) with mmap, returns them to the
   OS when freed and page-faults them in again on the next step (0.4M faults per step here). Telling
   malloc to keep them makes the step fault-free; peak memory stays what the step needs at its peak.
@@ -24,7 +25,7 @@ The levers, on by default where measured faster (figures per CPU and precision i
   reads it (q, k and v; gate and up): five casts per layer where two do, each kept for backward. The
   fused norm returns the matmul dtype once and keeps only its input and 1/rms; the fused SwiGLU keeps
   gate and up and recomputes silu in backward. Same forward values; about 0.35 GB less at the peak.
-  bf16 only: in fp32 there are no casts to save, and it measured no faster (NO_GAIN_ON).
+  In fp32 there are no casts to save, but it still keeps less for backward (0.3 GB); no faster, no slower.
 - compile: torch.compile each decoder layer (the layers share one compiled graph, so it compiles once).
   Inductor fuses the norms, rotary embedding and activations and saves fewer intermediates for backward.
   Compiling costs about 12 s on this 2-core CPU (2-3 s with inductor's on-disk cache warm), so it is
@@ -55,17 +56,18 @@ class Levers:
     compile: bool = True
 
 
-# The library's defaults: the training code asks `lever_on` below, never these fields directly. A caller
+# The library's defaults: the training code asks `lever_applies` below, never these fields directly. A caller
 # that switches levers off for one run (bench/train_throughput.py) passes SpeedSettings to train() instead
 # of changing this object (tests may patch its fields; do not rebind the name, other modules hold it).
 LEVERS = Levers()
 
 # Levers that bought nothing on one precision's path: measured slower there, or neither faster nor leaner.
 # Off by default on that path only. bf16 is fast on some CPUs and slow on others, so `precision: auto` may
-# train in fp32, and a lever that pays for itself in bf16 need not in fp32 (figures: bench/README.md).
-# fused_layers in fp32: step time on/off 1.038 and 0.993 in two paired runs (bench/lever_ab.py, AMX Xeon)
-# and peak memory level; its saving is the bf16 casts, which fp32 does not make.
-NO_GAIN_ON: dict[str, frozenset[str]] = {"bf16": frozenset(), "fp32": frozenset({"fused_layers"})}
+# train in fp32, and a lever that pays for itself in bf16 need not in fp32 (figures: docs/performance.md).
+# short_attention in fp32: step time on/off 1.006 (AMX Xeon) and 1.000 (AVX2 emulated on a Zen 4), 16 paired
+# steps each (bench/lever_ab.py), and the same bytes kept for backward as sdpa. fused_layers stays on in fp32:
+# no faster (1.002) but it keeps 0.3 GB less for backward than the stock norm and MLP.
+NO_GAIN_ON: dict[str, frozenset[str]] = {"bf16": frozenset(), "fp32": frozenset({"short_attention"})}
 
 
 def lever_on(name: str, precision: str) -> bool:

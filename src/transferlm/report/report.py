@@ -12,14 +12,12 @@ malformed is an InputError, because a report built on it would be wrong without 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transferlm.core import curves, paths
-from transferlm.core.errors import InputError
+from transferlm.core import artifacts, curves, paths
 from transferlm.core.paths import MODELS
 from transferlm.evaluate.prompts import describe_source
 from transferlm.report import findings
@@ -43,34 +41,6 @@ log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- reading the inputs
-
-def _read_json(path: Path, required: tuple[str, ...]) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc.__class__.__name__})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object")
-    missing = [key for key in required if key not in data]
-    if missing:
-        raise InputError(f"{path}: missing key {missing[0]!r}")
-    return data
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]] | None:
-    if not path.is_file():
-        return None
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise InputError(f"{path}:{number}: not valid JSON") from None
-    return rows
-
 
 @dataclass(frozen=True)
 class Inputs:
@@ -99,21 +69,21 @@ def _step_seconds(study_dir: Path) -> dict[str, float]:
 
     per_optimizer: dict[str, list[float]] = {}
     for path in study_dir.glob("**/metrics.json"):
-        m = json.loads(path.read_text(encoding="utf-8"))
+        m = artifacts.run_metrics(path.parent)
         if m.get("tokens_per_s") and m.get("steps") and not m.get("diverged") and "lr_find" not in m.get("name", ""):
             per_optimizer.setdefault(m["optimizer"], []).append(m["tokens"] / m["steps"] / m["tokens_per_s"])
     return {name: statistics.median(values) for name, values in per_optimizer.items()}
 
 
 def load_inputs(root: Path) -> Inputs:
-    metrics = root / paths.METRICS
-    frontier = _read_json(metrics / "frontier.json", ("bound", "ladder", "data_efficiency", "seeds"))
+    frontier = artifacts.read_optional(root / paths.FRONTIER, ("bound", "ladder", "data_efficiency", "seeds"))
     if frontier is not None:  # the curves behind the frontier chart
         frontier["finetune_curve"] = _curve(root / paths.FINETUNE_RUN) or []
         for row in frontier["ladder"]:
             row["curve"] = _curve(root / paths.LADDER / row["size"])
         frontier["scratch_long"]["curve"] = _curve(root / paths.SCRATCH_LONG)
-    study = _read_json(metrics / "study.json", ("grid", "rounds", "finalists", "recommended", "optimizers"))
+    study = artifacts.read_optional(root / paths.STUDY_SUMMARY,
+                                    ("grid", "rounds", "finalists", "recommended", "optimizers"))
     if study is not None:
         study["speed"] = _step_seconds(root / paths.STUDY)
     lr_find = root / paths.PLOTS / "study" / "lr_find.csv"
@@ -122,18 +92,19 @@ def load_inputs(root: Path) -> Inputs:
             study["lr_find_rows"] = [{"optimizer": r["optimizer"], "lr": float(r["lr"]), "loss": float(r["loss"]),
                                       "smoothed": float(r["smoothed"])} for r in csv.DictReader(f)]
     if study is not None:
-        study["batch_size"] = _read_json(root / paths.STUDY / "batch" / "summary.json", ("runs",))
-    timings = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((metrics / "timings").glob("*.json"))]
+        study["batch_size"] = artifacts.read_optional(root / paths.STUDY_BATCH_SUMMARY, ("runs",))
+    timings = [artifacts.read_json(p, p.stem) for p in sorted((root / paths.TIMINGS).glob("*.json"))]
     return Inputs(
-        fetch=_read_json(metrics / "fetch.json", ("corpus", "model")),
-        clean=_read_json(metrics / "clean.json", ("documents_in", "documents_out", "rules", "dropped")),
-        tokenize=_read_json(metrics / "tokenize.json", ("block_size", "train", "validation")),
-        zeroshot=_read_json(root / paths.ZEROSHOT, ("loss",)),
+        fetch=artifacts.read_optional(root / paths.FETCH_METRICS, ("corpus", "model")),
+        clean=artifacts.read_optional(root / paths.CLEAN_METRICS,
+                                      ("documents_in", "documents_out", "rules", "dropped")),
+        tokenize=artifacts.read_optional(root / paths.TOKENIZE_METRICS, ("block_size", "train", "validation")),
+        zeroshot=artifacts.read_optional(root / paths.ZEROSHOT, ("loss",)),
         frontier=frontier,
         study=study,
-        eval=_read_json(metrics / "eval.json", ("perplexity",)),
-        review=_read_json(metrics / "review.json", ("models",)),
-        samples=_read_jsonl(root / paths.SAMPLES_JSONL),
+        eval=artifacts.read_optional(root / paths.EVAL_METRICS, ("perplexity",)),
+        review=artifacts.read_optional(root / paths.REVIEW_METRICS, ("models",)),
+        samples=artifacts.read_jsonl_optional(root / paths.SAMPLES_JSONL),
         training_samples=curves.read_samples(root / paths.FINETUNE_RUN),
         timings=timings,
     )

@@ -12,12 +12,12 @@ seeds, and differences smaller than the seed spread are reported as ties.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+from transferlm.core import artifacts
 from transferlm.core.errors import InputError
 
 IMPROVED, WORSE, DIVERGED = "improved", "worse than no training", "diverged"
@@ -71,7 +71,7 @@ def read_runs(folder: Path, names: Sequence[str] | None = None) -> list[dict]:
     missing = [str(f.parent) for f in files if not f.is_file()]
     if missing:
         raise InputError(f"{missing[0]}: not found (run the stage that writes it first)")
-    runs = [json.loads(f.read_text(encoding="utf-8")) for f in files]
+    runs = [artifacts.run_metrics(f.parent) for f in files]
     if not runs:
         raise InputError(f"{folder}: no runs in it")
     return runs

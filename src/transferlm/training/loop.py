@@ -2,7 +2,7 @@
 
 A short loop over `accelerate` rather than transformers' `Trainer`: bench/train_throughput.py measures
 the Trainer well below this loop's tokens/s on CPU, thanks to the levers in transferlm.lm.speed (figures
-in bench/README.md), and this loop needs things the Trainer makes awkward: a deterministic batch order
+in docs/performance.md), and this loop needs things the Trainer makes awkward: a deterministic batch order
 that a checkpoint resumes from by step number alone, loss curves against tokens and FLOPs, early stop
 of diverged runs, and the exponential lr ramp of an lr range test. `accelerate` still does what it does
 well: device placement, DDP under `accelerate launch`/`torchrun`, gradient accumulation.
@@ -40,7 +40,7 @@ from transferlm.lm.speed import (
     compile_decoder_layers,
     fuse_layers,
     keep_freed_memory,
-    lever_on,
+    lever_applies,
     should_compile,
     uncompile,
     unfuse,
@@ -146,7 +146,10 @@ def train(run: Run, *, data_dir: Path, base_dir: Path, heldout: torch.Tensor,
     session.setup_accelerator()
     session.setup_data()
     session.setup_model()
-    session.setup_optimizer()
+    # The optimizer at the run's lr (the ramp's first for an lr range test), its fused kernel where that lever applies.
+    cfg = run.train
+    session.setup_optimizer(build_optimizer(cfg.optimizer, session.model, run.lr_ramp[0] if run.lr_ramp else cfg.lr,
+                                            cfg.weight_decay, fused_adam=session.lever("fused_optimizer")))
     session.compile_layers()
     session.resume_or_start()
     session.measure_start()
@@ -209,29 +212,27 @@ class _Session:
             intermediate_size=getattr(model.config, "intermediate_size", None), tokens=cfg.batch_size * self.block_size)
         self.precision = self.precision_choice["precision"]
         # Every lever is asked with the precision this run trains in: one of no gain on that path stays off.
-        if self.device.type == "cpu" and self._lever("keep_freed_memory"):
+        if self.device.type == "cpu" and self.lever("keep_freed_memory"):
             keep_freed_memory()
         self.saved_attention = model.config._attn_implementation
         model.set_attn_implementation(attention_implementation(self.device, self.block_size, self.saved_attention,
                                                                self.precision, self.speed))
         if cfg.method == "lora":
             model = models.apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
-        self.fused = fuse_layers(model) if self._lever("fused_layers") else []
+        self.fused = fuse_layers(model) if self.lever("fused_layers") else []
         self.n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         model.config.use_cache = False
         self.flops_token = flops_per_token(model.config, self.block_size, self.n_params,
                                            full_backward=cfg.method == "full")
         self.model = model
 
-    def setup_optimizer(self) -> None:
-        """Optimizer, lr schedule, and the loss wrapper and optimizer prepared by the Accelerator."""
-        run, cfg = self.run, self.cfg
-        self.optimizer = build_optimizer(cfg.optimizer, self.model, run.lr_ramp[0] if run.lr_ramp else cfg.lr,
-                                         cfg.weight_decay, fused_adam=self._lever("fused_optimizer"))
-        self.scheduler = _scheduler(self.optimizer, run)
+    def setup_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """The lr schedule, and the loss wrapper and `optimizer` prepared by the Accelerator."""
+        self.optimizer = optimizer
+        self.scheduler = _scheduler(self.optimizer, self.run)
         # The loss wrapper is what gets prepared, so that DDP wraps the whole loss computation.
         self.loss_model, self.optimizer = self.accelerator.prepare(
-            CausalLMLoss(self.model, fused=self._lever("fused_loss")), self.optimizer)
+            CausalLMLoss(self.model, fused=self.lever("fused_loss")), self.optimizer)
 
     def compile_layers(self) -> None:
         """The batch geometry across processes, and compiled decoder layers where the run's FLOPs pay for it."""
@@ -242,9 +243,9 @@ class _Session:
         self.compiled = (compile_decoder_layers(self.model)
                          if should_compile(self.device, run_flops, self.precision, self.speed) else [])
 
-    def _lever(self, name: str) -> bool:
+    def lever(self, name: str) -> bool:
         """Whether lever `name` applies to this run: on this precision's path, and not switched off by `speed`."""
-        return lever_on(name, self.precision) and self.speed.allows(name)
+        return lever_applies(name, self.precision, self.speed)
 
     # ------------------------------------------------------------------------------------------ resume
 
@@ -256,7 +257,7 @@ class _Session:
         self.start_step, self.seconds_before = 0, 0.0
         # The levers as this precision's path applies them (NO_GAIN_ON included): a checkpoint made with other
         # levers in effect does not resume this run.
-        levers = {lever.name: self._lever(lever.name) for lever in dataclasses.fields(LEVERS)}
+        levers = {lever.name: self.lever(lever.name) for lever in dataclasses.fields(LEVERS)}
         settings = {"run": dataclasses.asdict(run), "world": self.world, "levers": levers,
                     "heldout": content_hash_tensor(self.heldout)}
         if self.checkpoint_dir is not None and cfg.save_every:

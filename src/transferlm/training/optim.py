@@ -24,7 +24,7 @@ def build_optimizer(name: str, model: torch.nn.Module, lr: float, weight_decay: 
                     fused_adam: bool = True) -> torch.optim.Optimizer:
     groups = _param_groups(model, weight_decay)
     # Adam(W): torch's fused kernel, one pass over each tensor; the others: foreach=True, one multi-tensor
-    # kernel per step instead of one per parameter (both measured in bench/README.md).
+    # kernel per step instead of one per parameter (both measured in docs/performance.md).
     adam_kernel = {"fused": True} if fused_adam else {"foreach": True}
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), **adam_kernel)

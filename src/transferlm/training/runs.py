@@ -38,10 +38,12 @@ def derived(train: TrainParams, **changes) -> TrainParams:
     return TrainParams(**{k: getattr(train, k) for k in keep if k not in changes}, **changes)
 
 
-def finetune(train: TrainParams, *, compare_steps: int, initial_loss: float | None = None) -> Run:
-    """The fine-tune: train.max_steps, early-stopped on its held-out loss (train.patience), measured every
-    train.eval_every steps and at the comparison budget that the scratch runs are held against."""
-    evals = {*range(train.eval_every, train.max_steps, train.eval_every), compare_steps}
+def finetune(params: Params, *, initial_loss: float | None = None) -> Run:
+    """The fine-tune: train.* (with `auto` resolved), train.max_steps, early-stopped on its held-out loss
+    (train.patience), measured every train.eval_every steps and at the comparison budget that the scratch
+    runs are held against (scratch.compare_steps)."""
+    train = resolve_train(params.train)
+    evals = {*range(train.eval_every, train.max_steps, train.eval_every), params.scratch.compare_steps}
     return Run(name="finetune", train=train, initial_loss=initial_loss, patience=train.patience,
                eval_steps=tuple(sorted(evals)), sample_tokens=SAMPLE_TOKENS)
 

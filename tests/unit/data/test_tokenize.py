@@ -40,7 +40,7 @@ def test_split_keeps_a_document_on_each_side():
 
 def test_pack_blocks_joins_with_eos_and_drops_the_tail():
     blocks = pack_blocks([[1, 2, 3], [4, 5], [6]], eos_id=0, block_size=4)
-    assert blocks == [[1, 2, 3, 0], [4, 5, 0, 6]]  # the tail [0] is dropped
+    assert blocks.tolist() == [[1, 2, 3, 0], [4, 5, 0, 6]]  # the tail [0] is dropped
     assert all(len(b) == 4 for b in blocks)
 
 
@@ -57,6 +57,29 @@ def test_no_validation_document_leaks_into_train(tiny_model_dir):
         assert marker not in train_text
     assert stats["train"]["blocks"] == len(splits["train"])
     assert all(len(row) == 16 for row in splits["validation"]["input_ids"])
+
+
+def test_streamed_blocks_are_those_of_the_whole_split_as_python_lists(tiny_model_dir):
+    """More training documents than one tokenizer batch: the blocks streamed through an int32 array, and
+    their dataset down to its fingerprint, are what joining every document's ids into one list gives."""
+    from datasets import Dataset
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    docs = [Document(**d) for d in tiny_documents(14)]
+    params = TokenizeParams(block_size=16, val_fraction=0.2, seed=0)
+    splits, stats = build_splits(docs, tokenizer, params)
+    train_idx, _ = split_by_document(len(docs), params.val_fraction, params.seed)
+    assert len(train_idx) > 4  # tokenize_documents' batch is 4 documents
+    stream: list[int] = []
+    for i in train_idx:
+        stream += tokenizer(docs[i].text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    expected = [stream[start : start + 16] for start in range(0, len(stream) // 16 * 16, 16)]
+    reference = Dataset.from_dict({"input_ids": expected})
+    assert splits["train"][:]["input_ids"] == expected
+    assert splits["train"].features == reference.features
+    assert splits["train"]._fingerprint == reference._fingerprint
+    assert stats["train"]["tokens"] == len(stream) - len(train_idx)
+    assert stats["train"]["blocks"] == len(expected)
 
 
 def test_block_larger_than_split_is_refused(tiny_model_dir):
