@@ -63,14 +63,16 @@ def breakdown(root: Path) -> dict:
         for out in outs:
             out_loop, out_eval, out_runs = run_times(root / out)
             loop, evaluation, runs = loop + out_loop, evaluation + out_eval, runs + out_runs
-        rows.append({"stage": stage, "runs": runs, "wall_s": round(wall, 1), "training_s": round(loop - evaluation, 1),
-                     "evaluation_s": round(evaluation, 1), "other_s": round(wall - loop, 1)})
+        rows.append({"stage": stage, "runs": runs, "wall_s": wall, "training_s": loop - evaluation,
+                     "evaluation_s": evaluation, "other_s": wall - loop})
     columns = ("wall_s", "training_s", "evaluation_s", "other_s")
-    total = {key: round(sum(row[key] for row in rows), 1) for key in columns}
+    total = {key: sum(row[key] for row in rows) for key in columns}  # summed before rounding
     wall = total["wall_s"] or 1.0
-    total["not_training_share"] = round(1 - total["training_s"] / wall, 4)
-    total["evaluation_share"] = round(total["evaluation_s"] / wall, 4)
-    total["other_share"] = round(total["other_s"] / wall, 4)
+    shares = {"not_training_share": 1 - total["training_s"] / wall, "evaluation_share": total["evaluation_s"] / wall,
+              "other_share": total["other_s"] / wall}
+    for row in [*rows, total]:
+        row.update({key: round(row[key], 1) for key in columns})
+    total.update({key: round(value, 4) for key, value in shares.items()})
     return {"stages": rows, "total": total}
 
 
