@@ -41,10 +41,6 @@ from transferlm.lm.device import pick_device, resolve_precision
 from transferlm.lm.heldout import bits_per_byte, heldout_bytes_per_token, heldout_loss
 from transferlm.lm.models import check_model_dir, load_for_inference, load_tokenizer
 
-EVAL_JSON = paths.EVAL_METRICS
-REVIEW_DIR = paths.REVIEW_PAGE
-REVIEW_JSON = paths.REVIEW_METRICS
-
 log = logging.getLogger("transferlm.evaluate.measures")
 app = typer.Typer(add_completion=False)
 
@@ -92,7 +88,7 @@ def run(params_file: Path = PARAMS_FILE) -> None:
     sheet, key = build_review(review_samples, params.seed, criteria)
     pairs = build_pairs(key, params.seed)
 
-    with staged_outputs(EVAL_JSON, REVIEW_DIR, paths.REVIEW_KEY) as (eval_tmp, review_tmp, key_tmp):
+    with staged_outputs(paths.EVAL_METRICS, paths.REVIEW_PAGE, paths.REVIEW_KEY) as (eval_tmp, review_tmp, key_tmp):
         metrics = {"perplexity": perplexity, "samples": measures, "copy_ngram": params.copy_ngram,
                    "layout": {"name": layout, "reading": reading}, "review_criteria": criteria_why}
         eval_tmp.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
@@ -108,7 +104,7 @@ def score_reviews(
     """Means with intervals, win rates and a ranking over all files; printed and written to metrics/review.json."""
     scores = score(files, key)
     print(format_scores(scores))
-    write_json(REVIEW_JSON, scores)
+    write_json(paths.REVIEW_METRICS, scores)
 
 
 if __name__ == "__main__":
